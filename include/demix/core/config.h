@@ -1,0 +1,182 @@
+#pragma once
+
+// One validated configuration. Values layer as defaults < YAML file < `--set section.key=value`.
+// Every section lists its fields once, in `visit`, with a one-line doc; loading, overriding,
+// saving and `demix config --help`-style listings all walk that one list, so a key can be
+// followed from YAML to its use with a single grep.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace demix {
+
+struct ModelConfig {
+  int64_t vocab_size = 4096;
+  int64_t seq_len = 128;
+  int64_t d_model = 128;
+  int64_t n_layer = 4;
+  int64_t n_head = 4;
+  int64_t d_ff = 0;  // 0 = 4 * d_model
+  std::string ff = "demix";
+  std::vector<int64_t> demix_layers;  // empty = every layer
+  bool domain_token = false;
+  double init_std = 0.02;
+
+  template <class V>
+  void visit(V& v) {
+    v("vocab_size", vocab_size, "tokenizer vocabulary size (also the embedding rows)");
+    v("seq_len", seq_len, "tokens per training sequence (the model's context length)");
+    v("d_model", d_model, "residual stream width");
+    v("n_layer", n_layer, "number of transformer blocks");
+    v("n_head", n_head, "attention heads per block; must divide d_model");
+    v("d_ff", d_ff, "hidden width of each FF block or expert; 0 means 4*d_model");
+    v("ff", ff, "demix (one FF expert per training domain) or dense (one shared FF)");
+    v("demix_layers", demix_layers, "indices of the blocks whose FF is a DEMix layer; [] = all");
+    v("domain_token", domain_token, "prepend a learned per-domain token (+DOMAIN-TOKEN baseline)");
+    v("init_std", init_std, "std of the normal initialisation of weights");
+  }
+};
+
+struct DataConfig {
+  std::string corpus = "data/demix12";
+  std::vector<std::string> domains;       // training domains = experts, in expert order
+  std::vector<std::string> eval_domains;  // extra (novel) domains for evaluation
+  std::string tokens_dir = "data/tokens";
+  int64_t sequences_per_domain = 2;
+  std::string sampling = "balanced";
+  uint64_t seed = 1234;
+
+  template <class V>
+  void visit(V& v) {
+    v("corpus", corpus, "directory holding <domain>/{train,valid,test}.txt");
+    v("domains", domains, "training domains; with ff=demix each one gets an expert");
+    v("eval_domains", eval_domains, "held-out novel domains, evaluated but never trained on");
+    v("tokens_dir", tokens_dir, "where the encoded token files go (<dir>/<domain>/<split>.bin)");
+    v("sequences_per_domain", sequences_per_domain,
+      "k: sequences per domain in each micro-batch (natural sampling draws k*E sequences)");
+    v("sampling", sampling,
+      "balanced (k per domain) or natural (domains in proportion to their training tokens)");
+    v("seed", seed, "seed of the data stream (window positions and domain draws)");
+  }
+};
+
+struct TokenizerConfig {
+  std::string model = "data/tokens/spm.model";
+  std::string type = "bpe";
+  int64_t sample_bytes_per_domain = 400000;
+
+  template <class V>
+  void visit(V& v) {
+    v("model", model, "sentencepiece model file (trained by `demix tokenizer`)");
+    v("type", type, "bpe or unigram");
+    v("sample_bytes_per_domain", sample_bytes_per_domain,
+      "training text taken from each training domain, so that domains weigh the same");
+  }
+};
+
+struct OptimConfig {
+  double lr = 1e-3;
+  double min_lr = 1e-4;
+  int64_t warmup_steps = 20;
+  std::string schedule = "cosine";
+  double poly_power = 1.0;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("lr", lr, "peak learning rate, reached after warm-up");
+    v("min_lr", min_lr, "learning rate at the last step");
+    v("warmup_steps", warmup_steps, "linear warm-up from 0 to lr");
+    v("schedule", schedule, "decay after warm-up: cosine, linear or poly");
+    v("poly_power", poly_power, "exponent of the poly schedule (1 = linear)");
+    v("weight_decay", weight_decay, "decoupled AdamW decay; never on biases, norms, embeddings");
+    v("beta1", beta1, "AdamW beta1");
+    v("beta2", beta2, "AdamW beta2");
+    v("eps", eps, "AdamW epsilon");
+    v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 disables");
+  }
+};
+
+struct TrainConfig {
+  int64_t steps = 200;
+  int64_t grad_accum = 1;
+  uint64_t seed = 1337;
+  int64_t threads = 0;
+  std::string device = "cpu";
+  std::string out_dir = "runs/tiny";
+  int64_t log_every = 10;
+  int64_t eval_every = 100;
+  int64_t eval_tokens = 8192;
+  int64_t checkpoint_every = 0;
+  int64_t keep_checkpoints = 2;
+
+  template <class V>
+  void visit(V& v) {
+    v("steps", steps, "optimizer steps");
+    v("grad_accum", grad_accum, "micro-batches accumulated per optimizer step");
+    v("seed", seed, "seed of the parameter initialisation");
+    v("threads", threads, "intra-op CPU threads; 0 = all cores");
+    v("device", device, "cpu, cuda or cuda:N");
+    v("out_dir", out_dir, "run directory: metrics.jsonl, config.yaml, checkpoints/");
+    v("log_every", log_every, "steps between progress lines");
+    v("eval_every", eval_every, "steps between validation passes; 0 = only at the end");
+    v("eval_tokens", eval_tokens, "validation tokens per domain in each pass");
+    v("checkpoint_every", checkpoint_every, "steps between checkpoints; 0 = only at the end");
+    v("keep_checkpoints", keep_checkpoints, "number of newest checkpoints kept");
+  }
+};
+
+struct EvalConfig {
+  std::vector<std::string> splits = {"valid", "test"};
+  int64_t max_tokens = 65536;
+  int64_t batch_size = 8;
+
+  template <class V>
+  void visit(V& v) {
+    v("splits", splits, "splits to evaluate");
+    v("max_tokens", max_tokens, "tokens per domain and split (0 = the whole split)");
+    v("batch_size", batch_size, "sequences per evaluation forward");
+  }
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  TokenizerConfig tokenizer;
+  OptimConfig optim;
+  TrainConfig train;
+  EvalConfig eval;
+
+  template <class V>
+  void visit_sections(V& v) {
+    v("model", model);
+    v("data", data);
+    v("tokenizer", tokenizer);
+    v("optim", optim);
+    v("train", train);
+    v("eval", eval);
+  }
+
+  // Cross-field rules; throws Error naming the fields and values. `source` prefixes messages.
+  void validate(const std::string& source) const;
+
+  int64_t n_experts() const { return model.ff == "demix" ? int64_t(data.domains.size()) : 0; }
+  int64_t d_ff() const { return model.d_ff > 0 ? model.d_ff : 4 * model.d_model; }
+};
+
+// Loads `path` (may be empty: defaults only), applies `overrides` ("section.key=value", the value
+// parsed as YAML), and validates. Unknown keys, wrong types and broken rules throw Error.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// `base` with overrides layered on top, validated again.
+Config with_overrides(const Config& base, const std::vector<std::string>& overrides);
+
+// The resolved config as YAML, every field present; load_config of it gives the same Config.
+std::string to_yaml(Config config);
+
+}  // namespace demix

@@ -1,0 +1,45 @@
+#pragma once
+
+// A sentencepiece tokenizer trained so that decode(encode(text)) == text byte for byte: identity
+// normalisation, no dummy prefix, whitespace kept, bytes as a fallback for anything unseen. That
+// makes bits-per-byte exact and lets models with different tokenizers be compared.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace demix {
+struct Config;
+}
+
+namespace demix::data {
+
+class Tokenizer {
+ public:
+  explicit Tokenizer(const std::string& model_path);  // throws Error if missing or unreadable
+  ~Tokenizer();
+
+  std::vector<uint16_t> encode(const std::string& text) const;
+  std::string decode(const std::vector<int64_t>& ids) const;
+  int64_t vocab_size() const;
+  int64_t eos_id() const;
+  uint64_t fingerprint() const { return fingerprint_; }  // hash of the model file's bytes
+
+ private:
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  uint64_t fingerprint_ = 0;
+};
+
+// Splits a corpus file into documents (separated by a line holding a single form feed).
+std::vector<std::string> split_documents(const std::string& text);
+std::string read_file(const std::string& path);  // throws Error naming the path
+
+// Trains config.tokenizer.model on an equal-sized sample of every training domain's train split.
+void train_tokenizer(const Config& config);
+
+}  // namespace demix::data

@@ -1,0 +1,57 @@
+#pragma once
+
+// The single-process trainer: builds the model, optimizer and data stream from one Config, then
+// runs a recipe per step: micro-batches (forward, backward), clip, schedule, AdamW, log.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "demix/core/config.h"
+#include "demix/data/domain_batcher.h"
+#include "demix/model/gpt.h"
+#include "demix/train/checkpoint.h"
+#include "demix/train/lr_schedule.h"
+#include "demix/train/metrics.h"
+#include "demix/train/optimizer.h"
+
+namespace demix::train {
+
+struct StepResult {
+  at::Tensor loss;                // 0-dim, mean over the step's tokens
+  at::Tensor domain_loss;         // (E) mean per domain over the step (NaN for unseen domains)
+  at::Tensor grad_norm;           // 0-dim, before clipping
+  double lr = 0;
+  int64_t tokens = 0;
+};
+
+class Trainer {
+ public:
+  // `resume`: a checkpoint or run directory to continue from; "auto" resumes from the run's own
+  // latest checkpoint if there is one; "" starts fresh and refuses a directory that holds a run.
+  explicit Trainer(Config config, const std::string& resume = "");
+
+  void run();  // trains to train.steps, validates, checkpoints at the end
+  StepResult train_step();
+  std::vector<double> validate();  // valid loss per training domain
+
+  model::GptImpl& model() { return *model_; }
+  const TrainState& state() const { return state_; }
+
+ private:
+  void log_step(const StepResult& result, double seconds);
+
+  Config config_;
+  torch::Device device_;
+  model::Gpt model_{nullptr};
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  std::vector<std::unique_ptr<data::TokenFile>> train_files_;
+  std::vector<std::unique_ptr<data::TokenFile>> valid_files_;
+  std::unique_ptr<data::DomainBatcher> batcher_;
+  std::unique_ptr<MetricsLog> metrics_;
+  TrainState state_;
+  std::vector<at::Tensor> params_;
+};
+
+}  // namespace demix::train

@@ -1,0 +1,29 @@
+#pragma once
+
+// Options every config-driven subcommand shares: --config FILE and repeated --set section.key=value.
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "demix/core/config.h"
+
+namespace demix::cli {
+
+struct ConfigOptions {
+  std::string path;
+  std::vector<std::string> overrides;
+
+  void add_to(CLI::App& command, bool required = true) {
+    command.add_option("-c,--config", path, "YAML config file")->required(required);
+    command.add_option("--set", overrides, "override a config key: --set optim.lr=3e-4");
+  }
+  Config load() const { return load_config(path, overrides); }
+};
+
+void add_data_commands(CLI::App& app);   // tokenizer, data
+void add_train_command(CLI::App& app);   // train
+void add_eval_command(CLI::App& app);    // eval
+
+}  // namespace demix::cli

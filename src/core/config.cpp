@@ -1,0 +1,278 @@
+#include "demix/core/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "demix/core/error.h"
+
+namespace demix {
+namespace {
+
+std::string type_name(const int64_t&) { return "an integer"; }
+std::string type_name(const uint64_t&) { return "a non-negative integer"; }
+std::string type_name(const double&) { return "a number"; }
+std::string type_name(const bool&) { return "true or false"; }
+std::string type_name(const std::string&) { return "a string"; }
+template <class T>
+std::string type_name(const std::vector<T>&) {
+  return "a list of " + type_name(T{}).substr(type_name(T{}).find(' ') + 1) + "s";
+}
+
+template <class T>
+T scalar_as(const YAML::Node& node) {
+  if (!node.IsScalar()) throw YAML::BadConversion(node.Mark());
+  return node.as<T>();
+}
+
+// Reads one section's fields from a YAML map, refusing unknown keys and wrong types.
+class SectionReader {
+ public:
+  SectionReader(const YAML::Node& node, std::string where) : node_(node), where_(std::move(where)) {
+    for (const auto& kv : node_) unseen_.insert(kv.first.as<std::string>());
+  }
+
+  template <class T>
+  void operator()(const char* key, T& field, const char*) {
+    unseen_.erase(key);
+    const YAML::Node value = node_[key];
+    if (!value) return;
+    try {
+      read(value, field);
+    } catch (const YAML::Exception&) {
+      throw Error(where_ + "." + key + ": expected " + type_name(field) + ", got '" +
+                  YAML::Dump(value) + "'");
+    }
+  }
+
+  void finish() const {
+    if (!unseen_.empty()) throw Error(where_ + "." + *unseen_.begin() + ": unknown key");
+  }
+
+ private:
+  template <class T>
+  static void read(const YAML::Node& value, T& field) {
+    field = scalar_as<T>(value);
+  }
+  template <class T>
+  static void read(const YAML::Node& value, std::vector<T>& field) {
+    if (!value.IsSequence()) throw YAML::BadConversion(value.Mark());
+    field.clear();
+    for (const auto& item : value) field.push_back(scalar_as<T>(item));
+  }
+
+  const YAML::Node& node_;
+  std::string where_;
+  std::set<std::string> unseen_;
+};
+
+class SectionWriter {
+ public:
+  explicit SectionWriter(YAML::Emitter& out) : out_(out) {}
+  template <class T>
+  void operator()(const char* key, const T& field, const char*) {
+    out_ << YAML::Key << key << YAML::Value;
+    write(field);
+  }
+
+ private:
+  template <class T>
+  void write(const T& value) {
+    out_ << value;
+  }
+  void write(const double& value) {
+    std::ostringstream s;  // round-trips exactly and always reads back as a number
+    s.precision(17);
+    s << value;
+    std::string text = s.str();
+    if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
+    out_ << text;
+  }
+  template <class T>
+  void write(const std::vector<T>& values) {
+    out_ << YAML::Flow << YAML::BeginSeq;
+    for (const auto& v : values) write(v);
+    out_ << YAML::EndSeq;
+  }
+  YAML::Emitter& out_;
+};
+
+// Layers `top` over `base`, key by key inside each section.
+void merge_into(YAML::Node base, const YAML::Node& top) {
+  for (const auto& section : top) {
+    const auto name = section.first.as<std::string>();
+    if (section.second.IsMap() && base[name] && base[name].IsMap()) {
+      for (const auto& kv : section.second) base[name][kv.first.as<std::string>()] = kv.second;
+    } else {
+      base[name] = section.second;
+    }
+  }
+}
+
+// Reads a YAML config; a top-level `base: other.yaml` (relative to this file) is loaded first
+// and this file's keys are layered over it.
+YAML::Node load_yaml_file(const std::string& path, int depth = 0) {
+  if (depth > 8) throw Error(path + ": base: chain deeper than 8 files (a cycle?)");
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open config file");
+  YAML::Node root;
+  try {
+    root = YAML::Load(in);
+  } catch (const YAML::ParserException& e) {
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) throw Error(path + ": expected a YAML map of sections at the top level");
+  if (!root["base"]) return root;
+  if (!root["base"].IsScalar()) throw Error(path + ": base: expected a file name");
+  const auto base_path =
+      (std::filesystem::path(path).parent_path() / root["base"].as<std::string>()).string();
+  YAML::Node merged = load_yaml_file(base_path, depth + 1);
+  root.remove("base");
+  merge_into(merged, root);
+  return merged;
+}
+
+void apply_override(YAML::Node& root, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  const auto dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    throw Error("--set " + assignment + ": expected section.key=value");
+  const std::string section = assignment.substr(0, dot);
+  const std::string key = assignment.substr(dot + 1, eq - dot - 1);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::ParserException& e) {
+    throw Error("--set " + assignment + ": value is not valid YAML: " + e.msg);
+  }
+  if (!root[section]) root[section] = YAML::Node(YAML::NodeType::Map);
+  root[section][key] = value;
+}
+
+}  // namespace
+
+namespace {
+Config parse_config(YAML::Node root, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  for (const auto& o : overrides) apply_override(root, o);
+
+  Config config;
+  std::set<std::string> sections;
+  auto read_section = [&](const char* name, auto& section) {
+    sections.insert(name);
+    const YAML::Node node = root[name];
+    if (!node || node.IsNull()) return;
+    if (!node.IsMap()) throw Error(source + ": " + name + ": expected a map of keys");
+    SectionReader reader(node, source + ": " + name);
+    section.visit(reader);
+    reader.finish();
+  };
+  config.visit_sections(read_section);
+  for (const auto& kv : root) {
+    const auto name = kv.first.as<std::string>();
+    if (!sections.count(name)) throw Error(source + ": " + name + ": unknown section");
+  }
+  config.validate(source);
+  return config;
+}
+}  // namespace
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_config(path.empty() ? YAML::Node(YAML::NodeType::Map) : load_yaml_file(path),
+                      path.empty() ? "config" : path, overrides);
+}
+
+Config with_overrides(const Config& base, const std::vector<std::string>& overrides) {
+  return parse_config(YAML::Load(to_yaml(base)), "config", overrides);
+}
+
+void Config::validate(const std::string& source) const {
+  auto fail = [&](const std::string& message) { throw Error(source + ": " + message); };
+  auto positive = [&](const char* key, int64_t value) {
+    if (value <= 0) fail(std::string(key) + "=" + std::to_string(value) + ": expected > 0");
+  };
+  positive("model.vocab_size", model.vocab_size);
+  positive("model.seq_len", model.seq_len);
+  positive("model.d_model", model.d_model);
+  positive("model.n_layer", model.n_layer);
+  positive("model.n_head", model.n_head);
+  if (model.d_model % model.n_head != 0)
+    fail("model.d_model=" + std::to_string(model.d_model) + " is not divisible by model.n_head=" +
+         std::to_string(model.n_head));
+  if (model.d_ff < 0) fail("model.d_ff=" + std::to_string(model.d_ff) + ": expected >= 0");
+  if (model.ff != "demix" && model.ff != "dense")
+    fail("model.ff=" + model.ff + ": expected demix or dense");
+  for (auto layer : model.demix_layers)
+    if (layer < 0 || layer >= model.n_layer)
+      fail("model.demix_layers has " + std::to_string(layer) + ": expected 0.." +
+           std::to_string(model.n_layer - 1));
+  if (model.vocab_size > 65535)
+    fail("model.vocab_size=" + std::to_string(model.vocab_size) +
+         ": token files store uint16, expected <= 65535");
+  if (model.init_std <= 0) fail("model.init_std: expected > 0");
+
+  if (data.domains.empty()) fail("data.domains: expected at least one training domain");
+  std::set<std::string> names;
+  for (const auto& d : data.domains) {
+    if (!names.insert(d).second) fail("data.domains lists '" + d + "' twice");
+  }
+  for (const auto& d : data.eval_domains) {
+    if (!names.insert(d).second) fail("data.eval_domains: '" + d + "' is listed twice or trained on");
+  }
+  positive("data.sequences_per_domain", data.sequences_per_domain);
+  if (data.sampling != "balanced" && data.sampling != "natural")
+    fail("data.sampling=" + data.sampling + ": expected balanced or natural");
+  if (model.ff == "demix" && data.sampling != "balanced")
+    fail("data.sampling=natural needs model.ff=dense: DEMix trains k sequences per expert");
+  if (tokenizer.type != "bpe" && tokenizer.type != "unigram")
+    fail("tokenizer.type=" + tokenizer.type + ": expected bpe or unigram");
+  positive("tokenizer.sample_bytes_per_domain", tokenizer.sample_bytes_per_domain);
+
+  positive("train.steps", train.steps);
+  positive("train.grad_accum", train.grad_accum);
+  if (optim.lr <= 0) fail("optim.lr: expected > 0");
+  if (optim.min_lr < 0 || optim.min_lr > optim.lr) fail("optim.min_lr: expected 0 <= min_lr <= lr");
+  if (optim.schedule != "cosine" && optim.schedule != "linear" && optim.schedule != "poly")
+    fail("optim.schedule=" + optim.schedule + ": expected cosine, linear or poly");
+  if (optim.warmup_steps < 0) fail("optim.warmup_steps: expected >= 0");
+  if (optim.warmup_steps > train.steps)
+    fail("optim.warmup_steps=" + std::to_string(optim.warmup_steps) + " exceeds train.steps=" +
+         std::to_string(train.steps));
+  if (optim.beta1 < 0 || optim.beta1 >= 1 || optim.beta2 < 0 || optim.beta2 >= 1)
+    fail("optim.beta1/beta2: expected values in [0, 1)");
+  if (optim.weight_decay < 0 || optim.eps <= 0 || optim.grad_clip < 0)
+    fail("optim: weight_decay and grad_clip must be >= 0 and eps > 0");
+
+  positive("train.log_every", train.log_every);
+  positive("train.eval_tokens", train.eval_tokens);
+  positive("train.keep_checkpoints", train.keep_checkpoints);
+  if (train.threads < 0 || train.eval_every < 0 || train.checkpoint_every < 0)
+    fail("train.threads, eval_every, checkpoint_every: expected >= 0");
+  if (train.out_dir.empty()) fail("train.out_dir: expected a directory");
+
+  for (const auto& s : eval.splits)
+    if (s != "train" && s != "valid" && s != "test")
+      fail("eval.splits has '" + s + "': expected train, valid or test");
+  if (eval.max_tokens < 0) fail("eval.max_tokens: expected >= 0");
+  positive("eval.batch_size", eval.batch_size);
+}
+
+std::string to_yaml(Config config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  auto write_section = [&](const char* name, auto& section) {
+    out << YAML::Key << name << YAML::Value << YAML::BeginMap;
+    SectionWriter writer(out);
+    section.visit(writer);
+    out << YAML::EndMap;
+  };
+  config.visit_sections(write_section);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace demix

@@ -1,0 +1,87 @@
+#include "demix/data/domain_batcher.h"
+
+#include <algorithm>
+
+#include "demix/core/error.h"
+#include "demix/core/hash.h"
+
+namespace demix::data {
+
+Sampling parse_sampling(const std::string& name) {
+  if (name == "balanced") return Sampling::kBalanced;
+  if (name == "natural") return Sampling::kNatural;
+  throw Error("data.sampling=" + name + ": expected balanced or natural");
+}
+
+DomainBatcher::DomainBatcher(std::vector<const TokenFile*> files, std::vector<int64_t> domains,
+                             int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed)
+    : files_(std::move(files)),
+      domains_(std::move(domains)),
+      per_domain_(per_domain),
+      seq_len_(seq_len),
+      sampling_(sampling),
+      seed_(seed) {
+  double total = 0;
+  for (auto d : domains_) {
+    const auto* f = files_.at(size_t(d));
+    if (f->size() < uint64_t(seq_len_ + 1))
+      throw Error(f->path() + ": " + std::to_string(f->size()) + " tokens, fewer than seq_len+1=" +
+                  std::to_string(seq_len_ + 1));
+    total += double(f->size());
+  }
+  double running = 0;
+  for (auto d : domains_) {
+    running += double(files_[size_t(d)]->size());
+    cumulative_share_.push_back(running / total);
+  }
+}
+
+int64_t DomainBatcher::draw_domain(uint64_t draw, int64_t row) const {
+  const uint64_t h = hash_combine(hash_combine(seed_ ^ 0x6e61747572616cULL, draw), uint64_t(row));
+  const double u = double(h >> 11) * 0x1.0p-53;  // uniform in [0, 1)
+  const auto it = std::upper_bound(cumulative_share_.begin(), cumulative_share_.end(), u);
+  return domains_[size_t(std::min<ptrdiff_t>(it - cumulative_share_.begin(),
+                                             ptrdiff_t(domains_.size()) - 1))];
+}
+
+Batch DomainBatcher::next() {
+  const uint64_t draw = cursor_++;
+  const int64_t rows = per_domain_ * int64_t(domains_.size());
+  Batch batch;
+  if (sampling_ == Sampling::kBalanced) {
+    for (auto d : domains_) batch.domains.insert(batch.domains.end(), size_t(per_domain_), d);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) batch.domains.push_back(draw_domain(draw, r));
+    std::sort(batch.domains.begin(), batch.domains.end());
+  }
+  auto windows = at::empty({rows, seq_len_ + 1}, at::kLong);
+  auto* out = windows.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto d = batch.domains[size_t(r)];
+    const TokenFile& file = *files_[size_t(d)];
+    const uint64_t span = file.size() - uint64_t(seq_len_);  // window starts in [0, span)
+    const uint64_t h = hash_combine(hash_combine(hash_combine(seed_, uint64_t(d)), draw), uint64_t(r));
+    const uint16_t* src = file.tokens() + h % span;
+    std::copy(src, src + seq_len_ + 1, out + r * (seq_len_ + 1));
+  }
+  batch.inputs = windows.narrow(1, 0, seq_len_);
+  batch.targets = windows.narrow(1, 1, seq_len_);
+  return batch;
+}
+
+EvalWindows eval_windows(const TokenFile& file, int64_t seq_len, int64_t max_tokens) {
+  int64_t n = int64_t(file.size() - 1) / seq_len;
+  if (max_tokens > 0) n = std::min(n, std::max<int64_t>(1, max_tokens / seq_len));
+  if (n <= 0)
+    throw Error(file.path() + ": " + std::to_string(file.size()) +
+                " tokens, too few for one evaluation window of seq_len+1");
+  auto windows = at::empty({n, seq_len + 1}, at::kLong);
+  auto* out = windows.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t* src = file.tokens() + i * seq_len;
+    std::copy(src, src + seq_len + 1, out + i * (seq_len + 1));
+  }
+  return {windows.narrow(1, 0, seq_len), windows.narrow(1, 1, seq_len)};
+}
+
+}  // namespace demix::data

@@ -1,0 +1,8 @@
+// Precompiled once for the library, the CLI and the tests: torch/torch.h alone costs ~20 s a file.
+#pragma once
+#include <torch/torch.h>
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+#include <vector>
