@@ -128,13 +128,15 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
   metrics_->write(record);
 }
 
+std::string Trainer::save_checkpoint() {
+  const auto dir = train::save_checkpoint(config_.train.out_dir, *model_, optimizer_.get(), config_,
+                                          state_, config_.train.keep_checkpoints);
+  spdlog::info("checkpoint {}", dir);
+  return dir;
+}
+
 void Trainer::run() {
   using clock = std::chrono::steady_clock;
-  auto checkpoint = [&] {
-    const auto dir = save_checkpoint(config_.train.out_dir, *model_, optimizer_.get(), config_,
-                                     state_, config_.train.keep_checkpoints);
-    spdlog::info("checkpoint {}", dir);
-  };
   auto validate_and_log = [&] {
     const auto losses = validate();
     JsonObject record;
@@ -168,14 +170,14 @@ void Trainer::run() {
     const bool last = state_.step == config_.train.steps;
     const auto every = [&](int64_t n) { return n > 0 && state_.step % n == 0 && !last; };
     if (every(config_.train.eval_every)) validate_and_log();
-    if (every(config_.train.checkpoint_every)) checkpoint();
+    if (every(config_.train.checkpoint_every)) save_checkpoint();
     if (every(config_.train.eval_every) || every(config_.train.checkpoint_every)) {
       window_start = clock::now();  // keep evaluation and I/O out of the step time
       window_steps = 0;
     }
   }
   validate_and_log();
-  checkpoint();
+  save_checkpoint();
 }
 
 }  // namespace demix::train

@@ -34,6 +34,7 @@ class Trainer {
   void run();  // trains to train.steps, validates, checkpoints at the end
   StepResult train_step();
   std::vector<double> validate();  // valid loss per training domain
+  std::string save_checkpoint();   // returns the checkpoint directory
 
   model::GptImpl& model() { return *model_; }
   const TrainState& state() const { return state_; }
