@@ -12,7 +12,8 @@ void add_data_commands(CLI::App& app) {
   auto tokenizer_options = std::make_shared<ConfigOptions>();
   auto force = std::make_shared<bool>(false);
   auto* tokenizer = app.add_subcommand(
-      "tokenizer", "train the sentencepiece tokenizer on a balanced sample of the training domains");
+      "tokenizer",
+      "train the sentencepiece tokenizer on a balanced sample of the training domains");
   tokenizer_options->add_to(*tokenizer);
   tokenizer->add_flag("--force", *force, "retrain even if the model file exists");
   tokenizer->callback([tokenizer_options, force] {

@@ -26,8 +26,7 @@ void add_eval_command(CLI::App& app) {
     model::Gpt model(model::GptConfig::from(config));
     train::load_model(dir, *model);
     model->to(resolve_device(config.train.device));
-    const auto scores =
-        eval::evaluate(*model, config, config.eval.splits, config.eval.max_tokens);
+    const auto scores = eval::evaluate(*model, config, config.eval.splits, config.eval.max_tokens);
     std::cout << eval::format_table(scores);
     const auto path = output->empty() ? dir + "/eval.json" : *output;
     JsonObject report = eval::to_json(scores);

@@ -1,8 +1,8 @@
 // demix: train, evaluate and adapt DEMix-layer language models.
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "demix/core/error.h"
@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   demix::cli::add_data_commands(app);
   demix::cli::add_train_command(app);
   demix::cli::add_eval_command(app);
+  demix::cli::add_config_command(app);
   spdlog::set_pattern("[%H:%M:%S] %v");
   try {
     app.parse(argc, argv);

@@ -1,9 +1,9 @@
 #pragma once
 
-// Options every config-driven subcommand shares: --config FILE and repeated --set section.key=value.
+// Options every config-driven subcommand shares: --config FILE and repeated --set
+// section.key=value.
 
 #include <CLI/CLI.hpp>
-
 #include <string>
 #include <vector>
 
@@ -25,5 +25,6 @@ struct ConfigOptions {
 void add_data_commands(CLI::App& app);   // tokenizer, data
 void add_train_command(CLI::App& app);   // train
 void add_eval_command(CLI::App& app);    // eval
+void add_config_command(CLI::App& app);  // config
 
 }  // namespace demix::cli

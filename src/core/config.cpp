@@ -201,8 +201,8 @@ void Config::validate(const std::string& source) const {
   positive("model.n_layer", model.n_layer);
   positive("model.n_head", model.n_head);
   if (model.d_model % model.n_head != 0)
-    fail("model.d_model=" + std::to_string(model.d_model) + " is not divisible by model.n_head=" +
-         std::to_string(model.n_head));
+    fail("model.d_model=" + std::to_string(model.d_model) +
+         " is not divisible by model.n_head=" + std::to_string(model.n_head));
   if (model.d_ff < 0) fail("model.d_ff=" + std::to_string(model.d_ff) + ": expected >= 0");
   if (model.ff != "demix" && model.ff != "dense")
     fail("model.ff=" + model.ff + ": expected demix or dense");
@@ -221,7 +221,8 @@ void Config::validate(const std::string& source) const {
     if (!names.insert(d).second) fail("data.domains lists '" + d + "' twice");
   }
   for (const auto& d : data.eval_domains) {
-    if (!names.insert(d).second) fail("data.eval_domains: '" + d + "' is listed twice or trained on");
+    if (!names.insert(d).second)
+      fail("data.eval_domains: '" + d + "' is listed twice or trained on");
   }
   positive("data.sequences_per_domain", data.sequences_per_domain);
   if (data.sampling != "balanced" && data.sampling != "natural")
@@ -240,8 +241,8 @@ void Config::validate(const std::string& source) const {
     fail("optim.schedule=" + optim.schedule + ": expected cosine, linear or poly");
   if (optim.warmup_steps < 0) fail("optim.warmup_steps: expected >= 0");
   if (optim.warmup_steps > train.steps)
-    fail("optim.warmup_steps=" + std::to_string(optim.warmup_steps) + " exceeds train.steps=" +
-         std::to_string(train.steps));
+    fail("optim.warmup_steps=" + std::to_string(optim.warmup_steps) +
+         " exceeds train.steps=" + std::to_string(train.steps));
   if (optim.beta1 < 0 || optim.beta1 >= 1 || optim.beta2 < 0 || optim.beta2 >= 1)
     fail("optim.beta1/beta2: expected values in [0, 1)");
   if (optim.weight_decay < 0 || optim.eps <= 0 || optim.grad_clip < 0)

@@ -56,8 +56,8 @@ int encode_corpus(const Config& config) {
   const Tokenizer tokenizer(config.tokenizer.model);
   if (tokenizer.vocab_size() != config.model.vocab_size)
     throw Error(config.tokenizer.model + ": vocabulary of " +
-                std::to_string(tokenizer.vocab_size()) + " pieces, but model.vocab_size=" +
-                std::to_string(config.model.vocab_size));
+                std::to_string(tokenizer.vocab_size()) +
+                " pieces, but model.vocab_size=" + std::to_string(config.model.vocab_size));
   std::vector<std::pair<std::string, std::string>> todo;  // (text, tokens)
   auto domains = config.data.domains;
   domains.insert(domains.end(), config.data.eval_domains.begin(), config.data.eval_domains.end());
@@ -96,9 +96,9 @@ std::unique_ptr<TokenFile> open_split(const Config& config, const std::string& d
                                       const std::string& split) {
   auto file = std::make_unique<TokenFile>(token_path(config, domain, split));
   if (file->header().vocab_size != uint64_t(config.model.vocab_size))
-    throw Error(file->path() + ": encoded with a " + std::to_string(file->header().vocab_size) +
-                "-piece vocabulary, but model.vocab_size=" +
-                std::to_string(config.model.vocab_size));
+    throw Error(
+        file->path() + ": encoded with a " + std::to_string(file->header().vocab_size) +
+        "-piece vocabulary, but model.vocab_size=" + std::to_string(config.model.vocab_size));
   return file;
 }
 

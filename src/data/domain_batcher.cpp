@@ -25,8 +25,8 @@ DomainBatcher::DomainBatcher(std::vector<const TokenFile*> files, std::vector<in
   for (auto d : domains_) {
     const auto* f = files_.at(size_t(d));
     if (f->size() < uint64_t(seq_len_ + 1))
-      throw Error(f->path() + ": " + std::to_string(f->size()) + " tokens, fewer than seq_len+1=" +
-                  std::to_string(seq_len_ + 1));
+      throw Error(f->path() + ": " + std::to_string(f->size()) +
+                  " tokens, fewer than seq_len+1=" + std::to_string(seq_len_ + 1));
     total += double(f->size());
   }
   double running = 0;
@@ -40,8 +40,8 @@ int64_t DomainBatcher::draw_domain(uint64_t draw, int64_t row) const {
   const uint64_t h = hash_combine(hash_combine(seed_ ^ 0x6e61747572616cULL, draw), uint64_t(row));
   const double u = double(h >> 11) * 0x1.0p-53;  // uniform in [0, 1)
   const auto it = std::upper_bound(cumulative_share_.begin(), cumulative_share_.end(), u);
-  return domains_[size_t(std::min<ptrdiff_t>(it - cumulative_share_.begin(),
-                                             ptrdiff_t(domains_.size()) - 1))];
+  return domains_[size_t(
+      std::min<ptrdiff_t>(it - cumulative_share_.begin(), ptrdiff_t(domains_.size()) - 1))];
 }
 
 Batch DomainBatcher::next() {
@@ -60,7 +60,8 @@ Batch DomainBatcher::next() {
     const auto d = batch.domains[size_t(r)];
     const TokenFile& file = *files_[size_t(d)];
     const uint64_t span = file.size() - uint64_t(seq_len_);  // window starts in [0, span)
-    const uint64_t h = hash_combine(hash_combine(hash_combine(seed_, uint64_t(d)), draw), uint64_t(r));
+    const uint64_t h =
+        hash_combine(hash_combine(hash_combine(seed_, uint64_t(d)), draw), uint64_t(r));
     const uint16_t* src = file.tokens() + h % span;
     std::copy(src, src + seq_len_ + 1, out + r * (seq_len_ + 1));
   }

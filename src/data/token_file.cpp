@@ -53,7 +53,8 @@ void write_token_file(const std::string& path, const std::vector<uint16_t>& toke
 
 TokenFile::TokenFile(const std::string& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path + ": cannot open token file (run `demix data` to encode the corpus)");
+  if (fd < 0)
+    throw Error(path + ": cannot open token file (run `demix data` to encode the corpus)");
   struct stat st {};
   ::fstat(fd, &st);
   mapping_bytes_ = size_t(st.st_size);

@@ -105,4 +105,3 @@ void train_tokenizer(const Config& config) {
 }
 
 }  // namespace demix::data
-

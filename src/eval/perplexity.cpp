@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <map>
 
 #include "demix/data/corpus.h"
 #include "demix/data/domain_batcher.h"
@@ -23,8 +22,9 @@ SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t rows = std::min(batch_size, n - start);
     const model::Routing routing(std::vector<int64_t>(size_t(rows), route), device);
-    auto logprobs = model.token_logprobs(windows.inputs.narrow(0, start, rows).to(device),
-                                         windows.targets.narrow(0, start, rows).to(device), routing);
+    auto logprobs =
+        model.token_logprobs(windows.inputs.narrow(0, start, rows).to(device),
+                             windows.targets.narrow(0, start, rows).to(device), routing);
     nll -= logprobs.sum().to(torch::kCPU, torch::kDouble);
     score.tokens += logprobs.numel();
   }
@@ -57,17 +57,19 @@ std::vector<SplitScore> evaluate(model::GptImpl& model, const Config& config,
 }
 
 std::string format_table(const std::vector<SplitScore>& scores) {
-  std::string out = "| split | domain | tokens | loss | perplexity | bits/byte |\n"
-                    "|---|---|---:|---:|---:|---:|\n";
-  std::map<std::string, std::pair<double, int64_t>> mean_loss;  // split -> (sum of losses, count)
+  std::string out =
+      "| split | domain | tokens | loss | perplexity | bits/byte |\n"
+      "|---|---|---:|---:|---:|---:|\n";
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> mean_loss;  // in split order
   char line[256];
   for (const auto& s : scores) {
     std::snprintf(line, sizeof(line), "| %s | %s | %lld | %.4f | %.2f | %.4f |\n", s.split.c_str(),
                   s.domain.c_str(), static_cast<long long>(s.tokens), s.loss(), s.perplexity(),
                   s.bits_per_byte());
     out += line;
-    mean_loss[s.split].first += s.loss();
-    mean_loss[s.split].second += 1;
+    if (mean_loss.empty() || mean_loss.back().first != s.split) mean_loss.push_back({s.split, {}});
+    mean_loss.back().second.first += s.loss();  // (sum of losses, count)
+    mean_loss.back().second.second += 1;
   }
   for (const auto& [split, acc] : mean_loss) {
     const double loss = acc.first / double(acc.second);

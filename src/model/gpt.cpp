@@ -73,7 +73,8 @@ void GptImpl::init_weights(uint64_t seed) {
   // GPT-2: N(0, 0.02) weights, residual output projections scaled by 1/sqrt(2 * n_layer).
   const double residual_std = config_.init_std / std::sqrt(2.0 * config_.n_layer);
   auto ends_with = [](const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   for (auto& item : named_parameters()) {
     const auto& name = item.key();

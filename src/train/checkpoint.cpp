@@ -49,7 +49,8 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
   }
   save_safetensors((tmp / "shared.safetensors").string(), shared);
   for (const auto& [id, tensors] : experts)
-    save_safetensors((tmp / "experts" / (domains.at(size_t(id)) + ".safetensors")).string(), tensors);
+    save_safetensors((tmp / "experts" / (domains.at(size_t(id)) + ".safetensors")).string(),
+                     tensors);
   if (optimizer) save_safetensors((tmp / "optimizer.safetensors").string(), optimizer->state());
   JsonObject meta;
   meta.add("format", kFormat)
@@ -66,7 +67,8 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
 
   std::vector<fs::path> complete;  // rotation: names sort by step
   for (const auto& entry : fs::directory_iterator(root))
-    if (entry.is_directory() && entry.path().extension() != ".tmp") complete.push_back(entry.path());
+    if (entry.is_directory() && entry.path().extension() != ".tmp")
+      complete.push_back(entry.path());
   std::sort(complete.begin(), complete.end());
   for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
   return final_dir.string();
@@ -92,8 +94,8 @@ TrainState checkpoint_state(const std::string& checkpoint) {
   try {
     const auto meta = YAML::LoadFile(path);
     if (meta["format"].as<int>() != kFormat)
-      throw Error(path + ": checkpoint format " + meta["format"].as<std::string>() +
-                  ", expected " + std::to_string(kFormat));
+      throw Error(path + ": checkpoint format " + meta["format"].as<std::string>() + ", expected " +
+                  std::to_string(kFormat));
     return {meta["step"].as<int64_t>(), meta["data_cursor"].as<uint64_t>()};
   } catch (const YAML::Exception& e) {
     throw Error(path + ": unreadable checkpoint metadata: " + e.msg);

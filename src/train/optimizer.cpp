@@ -58,8 +58,9 @@ std::map<std::string, at::Tensor> AdamW::state() const {
 void AdamW::load_state(const std::map<std::string, at::Tensor>& state) {
   at::NoGradGuard no_grad;
   for (auto& s : slots_) {
-    for (auto [kind, dst] : {std::pair{"exp_avg/", &s.exp_avg},
-                             std::pair{"exp_avg_sq/", &s.exp_avg_sq}, std::pair{"step/", &s.step}}) {
+    for (auto [kind, dst] :
+         {std::pair{"exp_avg/", &s.exp_avg}, std::pair{"exp_avg_sq/", &s.exp_avg_sq},
+          std::pair{"step/", &s.step}}) {
       const std::string key = kind + s.name;
       const auto it = state.find(key);
       if (it == state.end()) throw Error("optimizer state has no entry '" + key + "'");

@@ -61,11 +61,10 @@ Trainer::Trainer(Config config, const std::string& resume)
 
   fs::create_directories(config_.train.out_dir);
   write_file_atomic((fs::path(config_.train.out_dir) / "config.yaml").string(), to_yaml(config_));
-  metrics_ = std::make_unique<MetricsLog>(
-      (fs::path(config_.train.out_dir) / "metrics.jsonl").string());
+  metrics_ =
+      std::make_unique<MetricsLog>((fs::path(config_.train.out_dir) / "metrics.jsonl").string());
   spdlog::info("model: {:.2f}M parameters ({:.2f}M shared, {} experts), {} train tokens/step",
-               model_->num_params() / 1e6, model_->num_params(false) / 1e6,
-               config_.n_experts(),
+               model_->num_params() / 1e6, model_->num_params(false) / 1e6, config_.n_experts(),
                config_.train.grad_accum * config_.data.sequences_per_domain *
                    int64_t(config_.data.domains.size()) * config_.model.seq_len);
 }

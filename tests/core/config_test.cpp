@@ -76,19 +76,49 @@ TEST(ConfigTest, BaseFileIsLayeredUnder) {
   EXPECT_EQ(c.data.domains.size(), 2u);
 }
 
-TEST(ConfigTest, RejectsUnknownKey) { expect_error(kMinimal, {"optim.lrr=1"}, "optim.lrr: unknown key"); }
-TEST(ConfigTest, RejectsUnknownSection) { expect_error(std::string(kMinimal) + "optimizer:\n  lr: 1\n", {}, "optimizer: unknown section"); }
-TEST(ConfigTest, RejectsWrongType) { expect_error(std::string(kMinimal) + "model:\n  d_model: wide\n", {}, "model.d_model: expected an integer"); }
-TEST(ConfigTest, RejectsListWhereScalarExpected) { expect_error(std::string(kMinimal) + "optim:\n  lr: [1, 2]\n", {}, "optim.lr: expected a number"); }
-TEST(ConfigTest, RejectsIndivisibleHeads) { expect_error(kMinimal, {"model.d_model=100", "model.n_head=3"}, "model.d_model=100 is not divisible by model.n_head=3"); }
-TEST(ConfigTest, RejectsWarmupBeyondSteps) { expect_error(kMinimal, {"train.steps=10", "optim.warmup_steps=50"}, "optim.warmup_steps=50 exceeds train.steps=10"); }
-TEST(ConfigTest, RejectsUnknownFfKind) { expect_error(kMinimal, {"model.ff=moe"}, "model.ff=moe: expected demix or dense"); }
-TEST(ConfigTest, RejectsDuplicateDomain) { expect_error("data:\n  domains: [a, a]\n", {}, "data.domains lists 'a' twice"); }
-TEST(ConfigTest, RejectsNoDomains) { expect_error("model:\n  d_model: 64\n", {}, "data.domains: expected at least one"); }
-TEST(ConfigTest, RejectsDemixLayerOutOfRange) { expect_error(kMinimal, {"model.n_layer=2", "model.demix_layers=[0, 2]"}, "model.demix_layers has 2"); }
-TEST(ConfigTest, RejectsNaturalSamplingForDemix) { expect_error(kMinimal, {"data.sampling=natural"}, "data.sampling=natural needs model.ff=dense"); }
-TEST(ConfigTest, RejectsNegativeSteps) { expect_error(kMinimal, {"train.steps=-1"}, "train.steps=-1: expected > 0"); }
-TEST(ConfigTest, RejectsMalformedOverride) { expect_error(kMinimal, {"optim.lr"}, "--set optim.lr: expected section.key=value"); }
+TEST(ConfigTest, RejectsUnknownKey) {
+  expect_error(kMinimal, {"optim.lrr=1"}, "optim.lrr: unknown key");
+}
+TEST(ConfigTest, RejectsUnknownSection) {
+  expect_error(std::string(kMinimal) + "optimizer:\n  lr: 1\n", {}, "optimizer: unknown section");
+}
+TEST(ConfigTest, RejectsWrongType) {
+  expect_error(std::string(kMinimal) + "model:\n  d_model: wide\n", {},
+               "model.d_model: expected an integer");
+}
+TEST(ConfigTest, RejectsListWhereScalarExpected) {
+  expect_error(std::string(kMinimal) + "optim:\n  lr: [1, 2]\n", {}, "optim.lr: expected a number");
+}
+TEST(ConfigTest, RejectsIndivisibleHeads) {
+  expect_error(kMinimal, {"model.d_model=100", "model.n_head=3"},
+               "model.d_model=100 is not divisible by model.n_head=3");
+}
+TEST(ConfigTest, RejectsWarmupBeyondSteps) {
+  expect_error(kMinimal, {"train.steps=10", "optim.warmup_steps=50"},
+               "optim.warmup_steps=50 exceeds train.steps=10");
+}
+TEST(ConfigTest, RejectsUnknownFfKind) {
+  expect_error(kMinimal, {"model.ff=moe"}, "model.ff=moe: expected demix or dense");
+}
+TEST(ConfigTest, RejectsDuplicateDomain) {
+  expect_error("data:\n  domains: [a, a]\n", {}, "data.domains lists 'a' twice");
+}
+TEST(ConfigTest, RejectsNoDomains) {
+  expect_error("model:\n  d_model: 64\n", {}, "data.domains: expected at least one");
+}
+TEST(ConfigTest, RejectsDemixLayerOutOfRange) {
+  expect_error(kMinimal, {"model.n_layer=2", "model.demix_layers=[0, 2]"},
+               "model.demix_layers has 2");
+}
+TEST(ConfigTest, RejectsNaturalSamplingForDemix) {
+  expect_error(kMinimal, {"data.sampling=natural"}, "data.sampling=natural needs model.ff=dense");
+}
+TEST(ConfigTest, RejectsNegativeSteps) {
+  expect_error(kMinimal, {"train.steps=-1"}, "train.steps=-1: expected > 0");
+}
+TEST(ConfigTest, RejectsMalformedOverride) {
+  expect_error(kMinimal, {"optim.lr"}, "--set optim.lr: expected section.key=value");
+}
 
 TEST(ConfigTest, RejectsMissingFile) {
   try {

@@ -25,7 +25,8 @@ TEST(TokenizerTest, DecodeEncodeIsTheIdentityOnEveryDomain) {
   auto domains = config.data.domains;
   domains.insert(domains.end(), config.data.eval_domains.begin(), config.data.eval_domains.end());
   for (const auto& domain : domains) {
-    const auto docs = data::split_documents(data::read_file(data::text_path(config, domain, "valid")));
+    const auto docs =
+        data::split_documents(data::read_file(data::text_path(config, domain, "valid")));
     ASSERT_GT(docs.size(), 1u) << domain;
     for (size_t i = 0; i < std::min<size_t>(docs.size(), 20); ++i) {
       const auto ids = tokenizer.encode(docs[i]);
@@ -86,7 +87,8 @@ TEST(TrainerTest, ResumeContinuesBitForBit) {
   fs::remove_all(full_dir);
   fs::remove_all(half_dir);
   auto config = [](const std::string& out) {
-    return tiny({"train.steps=6", "optim.warmup_steps=2", "model.n_layer=2", "train.out_dir=" + out});
+    return tiny(
+        {"train.steps=6", "optim.warmup_steps=2", "model.n_layer=2", "train.out_dir=" + out});
   };
   train::Trainer full(config(full_dir));
   std::vector<double> full_losses;

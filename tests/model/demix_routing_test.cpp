@@ -37,8 +37,8 @@ TEST(DemixRoutingTest, SequenceOfDomainDTouchesOnlyExpertD) {
       } else if (*expert == d) {
         EXPECT_TRUE(touched) << item.key();
       } else {
-        EXPECT_FALSE(touched) << "expert " << *expert << " got a gradient from domain " << d
-                              << ": " << item.key();
+        EXPECT_FALSE(touched) << "expert " << *expert << " got a gradient from domain " << d << ": "
+                              << item.key();
       }
     }
   }

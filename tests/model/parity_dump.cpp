@@ -44,16 +44,14 @@ int main(int argc, char** argv) try {
     model->loss(x, y, routing).backward();
     optimizer.step(5e-3);
   }
-  const auto checkpoint =
-      demix::train::save_checkpoint(out, *model, &optimizer, config, {2, 0}, 1);
+  const auto checkpoint = demix::train::save_checkpoint(out, *model, &optimizer, config, {2, 0}, 1);
 
   torch::NoGradGuard no_grad;
   const auto tokens = torch::randint(0, V, {rows, T});
   const auto logits = model->forward(tokens, routing);
-  demix::save_safetensors(out + "/logits.safetensors",
-                             {{"tokens", tokens},
-                              {"domains", torch::tensor(domains)},
-                              {"logits", logits}});
+  demix::save_safetensors(
+      out + "/logits.safetensors",
+      {{"tokens", tokens}, {"domains", torch::tensor(domains)}, {"logits", logits}});
   std::cout << checkpoint << "\n";
   return 0;
 } catch (const std::exception& e) {

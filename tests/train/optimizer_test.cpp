@@ -21,7 +21,8 @@ TEST(AdamWTest, MatchesTheClosedForm) {
   auto w = torch::tensor({{1.0f, -2.0f}, {0.5f, 3.0f}}).requires_grad_();
   auto b = torch::tensor({0.25f, -0.75f}).requires_grad_();
   AdamW adam({{"blocks.0.attn.qkv.weight", w}, {"blocks.0.attn.qkv.bias", b}}, o);
-  const std::vector<std::vector<float>> gw = {{0.1f, -0.2f, 0.3f, 0.4f}, {-0.5f, 0.1f, 0.2f, -0.1f}};
+  const std::vector<std::vector<float>> gw = {{0.1f, -0.2f, 0.3f, 0.4f},
+                                              {-0.5f, 0.1f, 0.2f, -0.1f}};
   const std::vector<std::vector<float>> gb = {{1.0f, -1.0f}, {0.5f, 2.0f}};
   const double lrs[2] = {0.01, 0.005};
 

@@ -16,7 +16,9 @@ constexpr uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-constexpr uint64_t hash_combine(uint64_t seed, uint64_t value) { return mix64(seed ^ mix64(value)); }
+constexpr uint64_t hash_combine(uint64_t seed, uint64_t value) {
+  return mix64(seed ^ mix64(value));
+}
 
 constexpr uint64_t hash_string(uint64_t seed, std::string_view text) {
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then mixed with the seed

@@ -20,7 +20,9 @@ class JsonObject {
   JsonObject& add(std::string_view key, int value) { return add(key, int64_t(value)); }
   JsonObject& add(std::string_view key, bool value);
   JsonObject& add(std::string_view key, std::string_view value);
-  JsonObject& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
+  JsonObject& add(std::string_view key, const char* value) {
+    return add(key, std::string_view(value));
+  }
   JsonObject& add(std::string_view key, const std::vector<std::string>& values);
   JsonObject& add(std::string_view key, const JsonObject& value);
   JsonObject& add_array(std::string_view key, const std::vector<JsonObject>& values);

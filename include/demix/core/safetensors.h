@@ -3,7 +3,8 @@
 // Tensor files in the safetensors format: an 8-byte little-endian header length, a JSON header
 // mapping each name to {dtype, shape, data_offsets}, then the raw little-endian bytes. Python
 // reads them with safetensors.torch.load_file, Hugging Face loads them directly, and they hold no
-// code. (torch::pickle_save output needs an allow-listed global under torch.load(weights_only=True).)
+// code. (torch::pickle_save output needs an allow-listed global under
+// torch.load(weights_only=True).)
 
 #include <ATen/core/Tensor.h>
 

@@ -17,8 +17,8 @@ namespace demix::eval {
 
 struct SplitScore {
   std::string domain, split;
-  int64_t tokens = 0;        // predicted tokens
-  double nll_sum = 0;        // nats
+  int64_t tokens = 0;          // predicted tokens
+  double nll_sum = 0;          // nats
   double bytes_per_token = 0;  // of the split's text
   double loss() const { return nll_sum / double(tokens); }
   double perplexity() const;

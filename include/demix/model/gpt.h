@@ -48,7 +48,7 @@ struct BlockImpl : torch::nn::Module {
 
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   CausalSelfAttention attn{nullptr};
-  Mlp dense_ff{nullptr};       // registered as "ff" in a dense block
+  Mlp dense_ff{nullptr};         // registered as "ff" in a dense block
   DemixLayer demix_ff{nullptr};  // registered as "ff" in a DEMix block
 };
 TORCH_MODULE(Block);

@@ -8,9 +8,9 @@
 //   optimizer.safetensors         AdamW moments and step counts by parameter name
 //   meta.json             format, step, data cursor, expert order (domains), tokenizer
 //   config.yaml           the resolved config of the run
-// Tensor files are safetensors: Python reads them with safetensors.torch.load_file(path). `<run>/checkpoints/latest` names the
-// newest complete checkpoint. Experts are stored by domain, never by rank or slot, so a
-// checkpoint loads into any placement.
+// Tensor files are safetensors: Python reads them with safetensors.torch.load_file(path).
+// `<run>/checkpoints/latest` names the newest complete checkpoint. Experts are stored by domain,
+// never by rank or slot, so a checkpoint loads into any placement.
 
 #include <ATen/core/Tensor.h>
 

@@ -18,9 +18,9 @@
 namespace demix::train {
 
 struct StepResult {
-  at::Tensor loss;                // 0-dim, mean over the step's tokens
-  at::Tensor domain_loss;         // (E) mean per domain over the step (NaN for unseen domains)
-  at::Tensor grad_norm;           // 0-dim, before clipping
+  at::Tensor loss;         // 0-dim, mean over the step's tokens
+  at::Tensor domain_loss;  // (E) mean per domain over the step (NaN for unseen domains)
+  at::Tensor grad_norm;    // 0-dim, before clipping
   double lr = 0;
   int64_t tokens = 0;
 };
