@@ -260,6 +260,14 @@ void Config::validate(const std::string& source) const {
       fail("eval.splits has '" + s + "': expected train, valid or test");
   if (eval.max_tokens < 0) fail("eval.max_tokens: expected >= 0");
   positive("eval.batch_size", eval.batch_size);
+  if (eval.prior != "uniform" && eval.prior != "updating" && eval.prior != "cached")
+    fail("eval.prior=" + eval.prior + ": expected uniform, updating or cached");
+  if (!(eval.alpha > 0 && eval.alpha <= 1)) fail("eval.alpha: expected 0 < alpha <= 1");
+  if (eval.posterior != "prefix" && eval.posterior != "last_token")
+    fail("eval.posterior=" + eval.posterior + ": expected prefix or last_token");
+  positive("eval.top_k", eval.top_k);
+  positive("eval.prior_blocks", eval.prior_blocks);
+  if (eval.mix_max_tokens < 0) fail("eval.mix_max_tokens: expected >= 0");
 }
 
 std::string to_yaml(Config config) {

@@ -67,6 +67,15 @@ JsonObject& JsonObject::add(std::string_view key, const std::vector<std::string>
   for (size_t i = 0; i < values.size(); ++i) list += (i ? ", " : "") + json_quote(values[i]);
   return raw(key, list + "]");
 }
+JsonObject& JsonObject::add(std::string_view key, const std::vector<double>& values) {
+  std::string list = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.17g", values[i]);
+    list += (i ? ", " : "") + std::string(buf);
+  }
+  return raw(key, list + "]");
+}
 JsonObject& JsonObject::add(std::string_view key, const JsonObject& value) {
   return raw(key, value.str());
 }

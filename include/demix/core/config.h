@@ -135,12 +135,25 @@ struct EvalConfig {
   std::vector<std::string> splits = {"valid", "test"};
   int64_t max_tokens = 65536;
   int64_t batch_size = 8;
+  std::string prior = "uniform";
+  double alpha = 0.3;
+  std::string posterior = "prefix";
+  int64_t top_k = 2;
+  int64_t prior_blocks = 100;
+  int64_t mix_max_tokens = 8192;
 
   template <class V>
   void visit(V& v) {
     v("splits", splits, "splits to evaluate");
     v("max_tokens", max_tokens, "tokens per domain and split (0 = the whole split)");
     v("batch_size", batch_size, "sequences per evaluation forward");
+    v("prior", prior, "expert prior for mixing: uniform, updating or cached");
+    v("alpha", alpha, "updating prior: weight of each batch's mean block posterior");
+    v("posterior", posterior,
+      "prefix (P(D|x<t) from the whole prefix) or last_token (the paper code's variant)");
+    v("top_k", top_k, "experts run by top-k mixing (those with the largest prior)");
+    v("prior_blocks", prior_blocks, "held-out blocks of the target domain for the cached prior");
+    v("mix_max_tokens", mix_max_tokens, "tokens per domain in the mixing table (0 = all)");
   }
 };
 

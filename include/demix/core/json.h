@@ -24,6 +24,7 @@ class JsonObject {
     return add(key, std::string_view(value));
   }
   JsonObject& add(std::string_view key, const std::vector<std::string>& values);
+  JsonObject& add(std::string_view key, const std::vector<double>& values);  // exact (%.17g)
   JsonObject& add(std::string_view key, const JsonObject& value);
   JsonObject& add_array(std::string_view key, const std::vector<JsonObject>& values);
   std::string str() const { return "{" + body_ + "}"; }

@@ -1,0 +1,54 @@
+#pragma once
+
+// Evaluation of text whose domain is unknown: every expert scores the block in one batched
+// forward (the batch replicated once per expert, rows grouped by expert in the DEMix layers),
+// and the domain posterior mixes their token probabilities (see domain_posterior.h).
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+#include "demix/data/domain_batcher.h"
+#include "demix/eval/domain_posterior.h"
+#include "demix/eval/perplexity.h"
+#include "demix/model/gpt.h"
+
+namespace demix::eval {
+
+// log p_j(targets | inputs) for each listed expert j: (B, T, K), one forward over K*B rows.
+at::Tensor expert_logprobs(model::GptImpl& model, const at::Tensor& inputs,
+                           const at::Tensor& targets, const std::vector<int64_t>& experts);
+
+struct MixtureOptions {
+  PosteriorKind posterior = PosteriorKind::kPrefix;
+  int64_t top_k = 0;  // 0: every expert; else only the k with the largest prior are run
+  int64_t batch_size = 8;
+};
+
+struct MixtureScore {
+  SplitScore score;
+  std::vector<double> mean_block_posterior;  // (E): P(D=j | block), averaged over the blocks
+  std::vector<double> final_prior;           // the prior after the last batch
+};
+
+// Scores `windows` with the mixture. An updating `prior` is updated after every batch.
+MixtureScore score_mixture(model::GptImpl& model, const data::EvalWindows& windows, Prior& prior,
+                           const MixtureOptions& options);
+
+// The cached prior (paper sec. 5.2): run the updating prior over the first `blocks` windows of
+// held-out text of the target domain, then freeze it.
+Prior estimate_prior(model::GptImpl& model, const data::EvalWindows& held_out, int64_t blocks,
+                     double alpha, const MixtureOptions& options);
+
+// Per-position posterior of one block under `prior`: (T, E) probabilities, for plots.
+at::Tensor block_posterior_trace(model::GptImpl& model, const data::EvalWindows& windows,
+                                 const Prior& prior, PosteriorKind kind);
+
+// Prior files: {"experts": [...], "prior": [...], ...}.
+void write_prior(const std::string& path, const Prior& prior,
+                 const std::vector<std::string>& experts, const std::string& source,
+                 int64_t blocks);
+Prior read_prior(const std::string& path, const std::vector<std::string>& experts);
+
+}  // namespace demix::eval
