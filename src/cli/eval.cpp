@@ -1,38 +1,222 @@
-// `demix eval`: perplexity per domain and split with known-domain routing.
+// `demix eval`: perplexity per domain and split with known-domain routing, the mixing report for
+// unknown domains (--mixture), mixing with a given prior (--prior), or a plain text file (--text).
+// `demix prior estimate`: the cached prior of a domain or a text file.
 
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "demix/core/device.h"
+#include "demix/core/error.h"
+#include "demix/data/corpus.h"
+#include "demix/data/tokenizer.h"
+#include "demix/eval/mixture.h"
+#include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
 #include "demix/train/checkpoint.h"
 #include "options.h"
 
 namespace demix::cli {
+namespace {
+namespace fs = std::filesystem;
+
+struct EvalModel {
+  std::string checkpoint;
+  Config config;  // the checkpoint's own config with eval-time overrides on top
+  model::Gpt model{nullptr};
+  std::vector<std::string> experts() const { return config.data.domains; }
+};
+
+EvalModel load_eval_model(const std::string& path, const std::vector<std::string>& overrides) {
+  EvalModel m;
+  m.checkpoint = train::resolve_checkpoint(path);
+  m.config = with_overrides(train::checkpoint_config(m.checkpoint), overrides);
+  if (m.config.train.threads > 0) at::set_num_threads(int(m.config.train.threads));
+  m.model = model::Gpt(model::GptConfig::from(m.config));
+  train::load_model(m.checkpoint, *m.model);
+  m.model->to(resolve_device(m.config.train.device));
+  return m;
+}
+
+void require_experts(const EvalModel& m) {
+  if (m.config.n_experts() == 0)
+    throw Error(m.checkpoint + ": a dense model has no experts to mix (use plain `demix eval`)");
+}
+
+data::EvalWindows text_windows(const EvalModel& m, const std::string& path) {
+  const data::Tokenizer tokenizer(m.config.tokenizer.model);
+  return data::eval_windows(tokenizer.encode(data::read_file(path)), m.config.model.seq_len,
+                            m.config.eval.max_tokens, path);
+}
+
+eval::Prior prior_from(const EvalModel& m, const std::string& prior_file) {
+  const auto E = m.config.n_experts();
+  if (!prior_file.empty()) return eval::read_prior(prior_file, m.experts());
+  if (m.config.eval.prior == "updating") return eval::Prior::updating(E, m.config.eval.alpha);
+  if (m.config.eval.prior == "cached")
+    throw Error(
+        "eval.prior=cached: give the cached prior with --prior FILE (demix prior estimate)");
+  return eval::Prior::uniform(E);
+}
+
+std::string format_posterior(const std::vector<std::string>& experts,
+                             const std::vector<double>& probs) {
+  std::string out;
+  char cell[64];
+  for (size_t j = 0; j < experts.size(); ++j) {
+    std::snprintf(cell, sizeof(cell), "%s%s %.3f", j ? ", " : "", experts[j].c_str(), probs[j]);
+    out += cell;
+  }
+  return out;
+}
+
+// Writes the report files of --mixture into `out` and draws the PNGs when the venv has matplotlib.
+void mixture_report(EvalModel& m, const std::string& out) {
+  require_experts(m);
+  const auto rows = eval::mixture_table(*m.model, m.config);
+  const auto table = eval::format_mixture_table(rows);
+  std::cout << "test perplexity (" << m.config.eval.mix_max_tokens
+            << " tokens per domain; cached prior from " << m.config.eval.prior_blocks
+            << " valid blocks)\n"
+            << table;
+  write_file_atomic(out + "/mixture.md", table);
+  write_file_atomic(out + "/mixture.json", eval::mixture_json(rows, m.experts()));
+  write_file_atomic(out + "/posterior.csv", eval::posterior_csv(rows, m.experts()));
+
+  // The posterior over positions of one block of the first novel domain (else the first one).
+  const auto& domains =
+      m.config.data.eval_domains.empty() ? m.config.data.domains : m.config.data.eval_domains;
+  const auto file = data::open_split(m.config, domains[0], "test");
+  const auto trace = eval::block_posterior_trace(
+      *m.model, data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
+      eval::Prior::uniform(m.config.n_experts()), eval::parse_posterior(m.config.eval.posterior));
+  std::string csv = "position";
+  for (const auto& e : m.experts()) csv += "," + e;
+  csv += "\n";
+  for (int64_t t = 0; t < trace.size(0); ++t) {
+    csv += std::to_string(t);
+    for (int64_t j = 0; j < trace.size(1); ++j)
+      csv += "," + std::to_string(trace[t][j].item<double>());
+    csv += "\n";
+  }
+  write_file_atomic(out + "/posterior_positions.csv", csv);
+
+  const std::string command = ".venv/bin/python scripts/plot_posterior.py " + out +
+                              "/posterior.csv " + out + "/posterior_positions.csv --title '" +
+                              domains[0] + "'";
+  if (fs::exists(".venv/bin/python") && std::system((command + " >/dev/null 2>&1").c_str()) == 0)
+    spdlog::info("wrote {}/posterior.png and {}/posterior_positions.png", out, out);
+  else
+    spdlog::warn("no plots: `{}` failed (matplotlib missing?)", command);
+  spdlog::info("wrote {}/mixture.md, mixture.json, posterior.csv, posterior_positions.csv", out);
+}
+
+}  // namespace
 
 void add_eval_command(CLI::App& app) {
-  auto checkpoint = std::make_shared<std::string>();
-  auto overrides = std::make_shared<std::vector<std::string>>();
-  auto output = std::make_shared<std::string>();
-  auto* command = app.add_subcommand("eval", "perplexity per domain and split (top-1 routing)");
-  command->add_option("checkpoint", *checkpoint, "checkpoint or run directory")->required();
-  command->add_option("--set", *overrides, "override an eval/data key: --set eval.max_tokens=0");
-  command->add_option("-o,--output", *output, "JSON report (default: <checkpoint>/eval.json)");
-  command->callback([checkpoint, overrides, output] {
-    const auto dir = train::resolve_checkpoint(*checkpoint);
-    // The checkpoint's own config, with eval-time overrides layered on top.
-    const auto config = with_overrides(train::checkpoint_config(dir), *overrides);
-
-    if (config.train.threads > 0) at::set_num_threads(int(config.train.threads));
-    model::Gpt model(model::GptConfig::from(config));
-    train::load_model(dir, *model);
-    model->to(resolve_device(config.train.device));
-    const auto scores = eval::evaluate(*model, config, config.eval.splits, config.eval.max_tokens);
+  struct Args {
+    std::string checkpoint, output, prior, text;
+    std::vector<std::string> overrides;
+    bool mixture = false;
+    int64_t top_k = 0;
+  };
+  auto args = std::make_shared<Args>();
+  auto* command = app.add_subcommand("eval", "perplexity per domain: known-domain top-1, or mixed");
+  command->add_option("checkpoint", args->checkpoint, "checkpoint or run directory")->required();
+  command->add_option("--set", args->overrides, "override a key: --set eval.max_tokens=0");
+  command->add_option("-o,--output", args->output,
+                      "report path (default: <checkpoint>/eval.json, or the directory "
+                      "<checkpoint>/mixture/ with --mixture)");
+  command->add_flag("--mixture", args->mixture,
+                    "every training and novel domain with top-1, uniform, updating and cached "
+                    "priors and cached top-k; posterior matrix and plots");
+  command->add_option("--prior", args->prior, "mix every domain with this prior (prior.json)");
+  command->add_option("--top-k", args->top_k,
+                      "with --prior or --text: run only the k experts "
+                      "with the largest prior (0 = all)");
+  command->add_option("--text", args->text, "a plain text file of unknown domain to score");
+  command->callback([args] {
+    auto m = load_eval_model(args->checkpoint, args->overrides);
+    if (args->mixture) {
+      mixture_report(m, args->output.empty() ? m.checkpoint + "/mixture" : args->output);
+      return;
+    }
+    if (!args->text.empty() || !args->prior.empty()) {
+      require_experts(m);
+      const eval::MixtureOptions options{eval::parse_posterior(m.config.eval.posterior),
+                                         args->top_k, m.config.eval.batch_size};
+      std::vector<std::pair<std::string, data::EvalWindows>> targets;
+      if (!args->text.empty()) {
+        targets.emplace_back(args->text, text_windows(m, args->text));
+      } else {
+        auto domains = m.config.data.domains;
+        domains.insert(domains.end(), m.config.data.eval_domains.begin(),
+                       m.config.data.eval_domains.end());
+        for (const auto& d : domains)
+          targets.emplace_back(
+              d, data::eval_windows(*data::open_split(m.config, d, "test"), m.config.model.seq_len,
+                                    m.config.eval.max_tokens));
+      }
+      for (const auto& [name, windows] : targets) {
+        auto prior = prior_from(m, args->prior);
+        const auto result = eval::score_mixture(*m.model, windows, prior, options);
+        std::printf("%s: %lld tokens, perplexity %.2f\n  mean block posterior: %s\n", name.c_str(),
+                    static_cast<long long>(result.score.tokens), std::exp(result.score.loss()),
+                    format_posterior(m.experts(), result.mean_block_posterior).c_str());
+      }
+      return;
+    }
+    const auto scores =
+        eval::evaluate(*m.model, m.config, m.config.eval.splits, m.config.eval.max_tokens);
     std::cout << eval::format_table(scores);
-    const auto path = output->empty() ? dir + "/eval.json" : *output;
+    if (m.config.n_experts() > 0 && !m.config.data.eval_domains.empty())
+      spdlog::info("novel domains need mixing: demix eval {} --mixture", args->checkpoint);
+    const auto path = args->output.empty() ? m.checkpoint + "/eval.json" : args->output;
     JsonObject report = eval::to_json(scores);
-    report.add("checkpoint", dir);
+    report.add("checkpoint", m.checkpoint);
     write_file_atomic(path, report.str() + "\n");
     spdlog::info("wrote {}", path);
+  });
+}
+
+void add_prior_command(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, domain, text, output = "prior.json";
+    std::vector<std::string> overrides;
+  };
+  auto args = std::make_shared<Args>();
+  auto* prior = app.add_subcommand("prior", "domain priors over the experts");
+  prior->require_subcommand(1);
+  auto* estimate = prior->add_subcommand(
+      "estimate", "the cached prior: the updating prior run over held-out blocks, then frozen");
+  estimate->add_option("checkpoint", args->checkpoint, "checkpoint or run directory")->required();
+  auto* domain =
+      estimate->add_option("--domain", args->domain, "a corpus domain (its valid split)");
+  auto* text = estimate->add_option("--text", args->text, "or a plain text file");
+  domain->excludes(text);
+  estimate->add_option("-o,--output", args->output, "prior file to write")->capture_default_str();
+  estimate->add_option("--set", args->overrides,
+                       "override a key: --set eval.prior_blocks=50 --set eval.alpha=0.3");
+  estimate->callback([args] {
+    if (args->domain.empty() == args->text.empty())
+      throw Error("demix prior estimate: give exactly one of --domain or --text");
+    auto m = load_eval_model(args->checkpoint, args->overrides);
+    require_experts(m);
+    const auto held_out =
+        args->text.empty() ? data::eval_windows(*data::open_split(m.config, args->domain, "valid"),
+                                                m.config.model.seq_len, 0)
+                           : text_windows(m, args->text);
+    const eval::MixtureOptions options{eval::parse_posterior(m.config.eval.posterior), 0,
+                                       m.config.eval.batch_size};
+    const auto blocks = std::min<int64_t>(m.config.eval.prior_blocks, held_out.inputs.size(0));
+    const auto prior =
+        eval::estimate_prior(*m.model, held_out, blocks, m.config.eval.alpha, options);
+    const auto source = args->text.empty() ? args->domain + "/valid" : args->text;
+    eval::write_prior(args->output, prior, m.experts(), source, blocks);
+    std::printf("prior of %s over %lld blocks: %s\nwrote %s\n", source.c_str(),
+                static_cast<long long>(blocks),
+                format_posterior(m.experts(), prior.probs()).c_str(), args->output.c_str());
   });
 }
 

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   demix::cli::add_data_commands(app);
   demix::cli::add_train_command(app);
   demix::cli::add_eval_command(app);
+  demix::cli::add_prior_command(app);
   demix::cli::add_config_command(app);
   spdlog::set_pattern("[%H:%M:%S] %v");
   try {

@@ -25,6 +25,7 @@ struct ConfigOptions {
 void add_data_commands(CLI::App& app);   // tokenizer, data
 void add_train_command(CLI::App& app);   // train
 void add_eval_command(CLI::App& app);    // eval
+void add_prior_command(CLI::App& app);   // prior estimate
 void add_config_command(CLI::App& app);  // config
 
 }  // namespace demix::cli

@@ -70,19 +70,32 @@ Batch DomainBatcher::next() {
   return batch;
 }
 
-EvalWindows eval_windows(const TokenFile& file, int64_t seq_len, int64_t max_tokens) {
-  int64_t n = int64_t(file.size() - 1) / seq_len;
+namespace {
+EvalWindows windows_of(const uint16_t* tokens, int64_t size, int64_t seq_len, int64_t max_tokens,
+                       const std::string& source) {
+  int64_t n = (size - 1) / seq_len;
   if (max_tokens > 0) n = std::min(n, std::max<int64_t>(1, max_tokens / seq_len));
   if (n <= 0)
-    throw Error(file.path() + ": " + std::to_string(file.size()) +
-                " tokens, too few for one evaluation window of seq_len+1");
+    throw Error(source + ": " + std::to_string(size) +
+                " tokens, too few for one evaluation window of seq_len+1=" +
+                std::to_string(seq_len + 1));
   auto windows = at::empty({n, seq_len + 1}, at::kLong);
   auto* out = windows.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
-    const uint16_t* src = file.tokens() + i * seq_len;
+    const uint16_t* src = tokens + i * seq_len;
     std::copy(src, src + seq_len + 1, out + i * (seq_len + 1));
   }
   return {windows.narrow(1, 0, seq_len), windows.narrow(1, 1, seq_len)};
+}
+}  // namespace
+
+EvalWindows eval_windows(const TokenFile& file, int64_t seq_len, int64_t max_tokens) {
+  return windows_of(file.tokens(), int64_t(file.size()), seq_len, max_tokens, file.path());
+}
+
+EvalWindows eval_windows(const std::vector<uint16_t>& tokens, int64_t seq_len, int64_t max_tokens,
+                         const std::string& source) {
+  return windows_of(tokens.data(), int64_t(tokens.size()), seq_len, max_tokens, source);
 }
 
 }  // namespace demix::data

@@ -58,5 +58,7 @@ struct EvalWindows {
   at::Tensor targets;  // (N, T)
 };
 EvalWindows eval_windows(const TokenFile& file, int64_t seq_len, int64_t max_tokens);
+EvalWindows eval_windows(const std::vector<uint16_t>& tokens, int64_t seq_len, int64_t max_tokens,
+                         const std::string& source);
 
 }  // namespace demix::data

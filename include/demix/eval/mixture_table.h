@@ -1,0 +1,38 @@
+#pragma once
+
+// The mixing report of `demix eval --mixture`: for every training and novel domain, the test
+// perplexity with known-domain top-1 routing (training domains only), with each prior (uniform,
+// updating, cached) and with cached top-k; the cached priors form the domain x expert posterior
+// matrix. Each variant is timed, so the cost of mixing can be read against one top-1 pass.
+
+#include <string>
+#include <vector>
+
+#include "demix/core/config.h"
+#include "demix/model/gpt.h"
+
+namespace demix::eval {
+
+struct MixtureVariant {
+  std::string name;       // "top1", "uniform", "updating", "cached", "cached_top2", ...
+  double perplexity = 0;  // NaN where it does not apply (top-1 on a novel domain)
+  double seconds = 0;
+};
+
+struct MixtureRow {
+  std::string domain;
+  bool trained = false;
+  int64_t tokens = 0;
+  std::vector<MixtureVariant> variants;
+  std::vector<double> cached_prior;  // (E), estimated on the domain's valid split
+};
+
+std::vector<MixtureRow> mixture_table(model::GptImpl& model, const Config& config);
+
+std::string format_mixture_table(const std::vector<MixtureRow>& rows);
+std::string posterior_csv(const std::vector<MixtureRow>& rows,
+                          const std::vector<std::string>& experts);
+std::string mixture_json(const std::vector<MixtureRow>& rows,
+                         const std::vector<std::string>& experts);
+
+}  // namespace demix::eval

@@ -1,0 +1,142 @@
+#include "demix/eval/mixture_table.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "demix/core/json.h"
+#include "demix/data/corpus.h"
+#include "demix/eval/mixture.h"
+
+namespace demix::eval {
+namespace {
+
+template <class F>
+double timed(F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+std::vector<MixtureRow> mixture_table(model::GptImpl& model, const Config& config) {
+  const auto& ec = config.eval;
+  const auto E = int64_t(config.data.domains.size());
+  const MixtureOptions options{parse_posterior(ec.posterior), 0, ec.batch_size};
+  auto domains = config.data.domains;
+  domains.insert(domains.end(), config.data.eval_domains.begin(), config.data.eval_domains.end());
+  std::vector<MixtureRow> rows;
+  for (size_t i = 0; i < domains.size(); ++i) {
+    MixtureRow row;
+    row.domain = domains[i];
+    row.trained = int64_t(i) < E;
+    const auto test = data::open_split(config, row.domain, "test");
+    const auto valid = data::open_split(config, row.domain, "valid");
+    const auto windows = data::eval_windows(*test, config.model.seq_len, ec.mix_max_tokens);
+    auto ppl = [&](const SplitScore& s) { return std::exp(s.nll_sum / double(s.tokens)); };
+    auto add = [&](const std::string& name, Prior prior, int64_t top_k) {
+      MixtureOptions o = options;
+      o.top_k = top_k;
+      MixtureScore score;
+      const double seconds = timed([&] { score = score_mixture(model, windows, prior, o); });
+      row.tokens = score.score.tokens;
+      row.variants.push_back({name, ppl(score.score), seconds});
+    };
+
+    MixtureVariant top1{"top1", std::numeric_limits<double>::quiet_NaN(), 0};
+    if (row.trained) {
+      SplitScore s;
+      top1.seconds = timed(
+          [&] { s = score_split(model, *test, int64_t(i), ec.mix_max_tokens, ec.batch_size); });
+      top1.perplexity = ppl(s);
+    }
+    row.variants.push_back(top1);
+    add("uniform", Prior::uniform(E), 0);
+    add("updating", Prior::updating(E, ec.alpha), 0);
+    const auto held_out = data::eval_windows(*valid, config.model.seq_len, 0);
+    const auto cached = estimate_prior(model, held_out, ec.prior_blocks, ec.alpha, options);
+    row.cached_prior = cached.probs();
+    add("cached", cached, 0);
+    if (ec.top_k < E) add("cached_top" + std::to_string(ec.top_k), cached, ec.top_k);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+std::string format_mixture_table(const std::vector<MixtureRow>& rows) {
+  if (rows.empty()) return "";
+  std::string out = "| domain | role |";
+  std::string rule = "|---|---|";
+  for (const auto& v : rows[0].variants) {
+    out += " " + v.name + " |";
+    rule += "---:|";
+  }
+  out += "\n" + rule + "\n";
+  char cell[64];
+  for (const auto& row : rows) {
+    out += "| " + row.domain + " | " + (row.trained ? "train" : "novel") + " |";
+    for (const auto& v : row.variants) {
+      if (std::isnan(v.perplexity))
+        out += " - |";
+      else {
+        std::snprintf(cell, sizeof(cell), " %.2f |", v.perplexity);
+        out += cell;
+      }
+    }
+    out += "\n";
+  }
+  // Mixing cost relative to one top-1 pass, over the training domains (which have top-1).
+  std::vector<double> seconds(rows[0].variants.size(), 0.0);
+  for (const auto& row : rows)
+    if (row.trained)
+      for (size_t v = 0; v < row.variants.size(); ++v) seconds[v] += row.variants[v].seconds;
+  out += "| *time / top-1* | |";
+  for (size_t v = 0; v < seconds.size(); ++v) {
+    std::snprintf(cell, sizeof(cell), " %.2fx |", seconds[v] / seconds[0]);
+    out += cell;
+  }
+  return out + "\n";
+}
+
+std::string posterior_csv(const std::vector<MixtureRow>& rows,
+                          const std::vector<std::string>& experts) {
+  std::string out = "domain";
+  for (const auto& e : experts) out += "," + e;
+  out += "\n";
+  char cell[32];
+  for (const auto& row : rows) {
+    out += row.domain;
+    for (double p : row.cached_prior) {
+      std::snprintf(cell, sizeof(cell), ",%.6f", p);
+      out += cell;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::string mixture_json(const std::vector<MixtureRow>& rows,
+                         const std::vector<std::string>& experts) {
+  std::vector<JsonObject> items;
+  for (const auto& row : rows) {
+    JsonObject item, perplexity, seconds;
+    for (const auto& v : row.variants) {
+      perplexity.add(v.name, v.perplexity);
+      seconds.add(v.name, v.seconds);
+    }
+    item.add("domain", row.domain)
+        .add("role", row.trained ? "train" : "novel")
+        .add("tokens", row.tokens)
+        .add("perplexity", perplexity)
+        .add("seconds", seconds)
+        .add("cached_prior", row.cached_prior);
+    items.push_back(item);
+  }
+  JsonObject out;
+  out.add("experts", experts).add_array("domains", items);
+  return out.str() + "\n";
+}
+
+}  // namespace demix::eval
