@@ -27,5 +27,6 @@ void add_train_command(CLI::App& app);   // train
 void add_eval_command(CLI::App& app);    // eval
 void add_prior_command(CLI::App& app);   // prior estimate
 void add_config_command(CLI::App& app);  // config
+void add_launch_command(CLI::App& app);  // launch
 
 }  // namespace demix::cli

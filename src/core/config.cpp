@@ -260,6 +260,10 @@ void Config::validate(const std::string& source) const {
       fail("eval.splits has '" + s + "': expected train, valid or test");
   if (eval.max_tokens < 0) fail("eval.max_tokens: expected >= 0");
   positive("eval.batch_size", eval.batch_size);
+  if (dist.backend != "auto" && dist.backend != "gloo" && dist.backend != "nccl")
+    fail("dist.backend=" + dist.backend + ": expected auto, gloo or nccl");
+  positive("dist.timeout_s", dist.timeout_s);
+  positive("dist.bucket_mb", dist.bucket_mb);
   if (eval.prior != "uniform" && eval.prior != "updating" && eval.prior != "cached")
     fail("eval.prior=" + eval.prior + ": expected uniform, updating or cached");
   if (!(eval.alpha > 0 && eval.alpha <= 1)) fail("eval.alpha: expected 0 < alpha <= 1");

@@ -14,13 +14,15 @@ Sampling parse_sampling(const std::string& name) {
 }
 
 DomainBatcher::DomainBatcher(std::vector<const TokenFile*> files, std::vector<int64_t> domains,
-                             int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed)
+                             int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed,
+                             int64_t first_row)
     : files_(std::move(files)),
       domains_(std::move(domains)),
       per_domain_(per_domain),
       seq_len_(seq_len),
       sampling_(sampling),
-      seed_(seed) {
+      seed_(seed),
+      first_row_(first_row) {
   double total = 0;
   for (auto d : domains_) {
     const auto* f = files_.at(size_t(d));
@@ -51,17 +53,20 @@ Batch DomainBatcher::next() {
   if (sampling_ == Sampling::kBalanced) {
     for (auto d : domains_) batch.domains.insert(batch.domains.end(), size_t(per_domain_), d);
   } else {
-    for (int64_t r = 0; r < rows; ++r) batch.domains.push_back(draw_domain(draw, r));
+    for (int64_t r = 0; r < rows; ++r) batch.domains.push_back(draw_domain(draw, first_row_ + r));
     std::sort(batch.domains.begin(), batch.domains.end());
   }
   auto windows = at::empty({rows, seq_len_ + 1}, at::kLong);
   auto* out = windows.data_ptr<int64_t>();
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0, in_domain = 0; r < rows; ++r) {
     const auto d = batch.domains[size_t(r)];
+    in_domain = (r > 0 && batch.domains[size_t(r - 1)] == d) ? in_domain + 1 : 0;
     const TokenFile& file = *files_[size_t(d)];
     const uint64_t span = file.size() - uint64_t(seq_len_);  // window starts in [0, span)
+    // Natural sampling numbers rows across the batch, balanced sampling within each domain.
+    const int64_t row = first_row_ + (sampling_ == Sampling::kNatural ? r : in_domain);
     const uint64_t h =
-        hash_combine(hash_combine(hash_combine(seed_, uint64_t(d)), draw), uint64_t(r));
+        hash_combine(hash_combine(hash_combine(seed_, uint64_t(d)), draw), uint64_t(row));
     const uint16_t* src = file.tokens() + h % span;
     std::copy(src, src + seq_len_ + 1, out + r * (seq_len_ + 1));
   }

@@ -29,48 +29,104 @@ std::vector<std::string> expert_domains(const Config& config) {
 }
 }  // namespace
 
+namespace {
+
+// Splits tensors named like model parameters (optionally behind a "kind/" prefix) into the
+// shared ones and one dict per expert, with `experts.<id>` dropped from the expert names.
+std::pair<TensorDict, std::map<int64_t, TensorDict>> split_by_owner(const TensorDict& tensors) {
+  std::pair<TensorDict, std::map<int64_t, TensorDict>> out;
+  for (const auto& [name, t] : tensors) {
+    if (const auto e = model::expert_of(name))
+      out.second[*e][model::strip_expert(name)] = t;
+    else
+      out.first[name] = t;
+  }
+  return out;
+}
+
+// Writes shared.safetensors (rank 0) and experts/<domain>.safetensors (each expert's leader).
+void write_owned(const fs::path& dir, const TensorDict& tensors,
+                 const std::vector<std::string>& domains, const dist::Placement& placement,
+                 int rank) {
+  const auto [shared, experts] = split_by_owner(tensors);
+  if (rank == 0) save_safetensors((dir / "shared.safetensors").string(), shared);
+  for (const auto& [id, expert] : experts)
+    if (placement.leader_of(int(id)) == rank)
+      save_safetensors((dir / "experts" / (domains.at(size_t(id)) + ".safetensors")).string(),
+                       expert);
+}
+
+// Fills every tensor of `targets` from the shared and expert files under `dir`.
+void read_owned(const fs::path& dir, const std::map<std::string, at::Tensor*>& targets,
+                const std::vector<std::string>& domains) {
+  at::NoGradGuard no_grad;
+  std::map<std::string, TensorDict> files;  // loaded lazily, once each
+  for (const auto& [name, target] : targets) {
+    const auto e = model::expert_of(name);
+    if (e && size_t(*e) >= domains.size())
+      throw Error(dir.string() + ": the checkpoint has no expert " + std::to_string(*e));
+    const auto file =
+        (e ? dir / "experts" / (domains[size_t(*e)] + ".safetensors") : dir / "shared.safetensors")
+            .string();
+    if (!files.count(file)) files[file] = load_safetensors(file);
+    const auto key = e ? model::strip_expert(name) : name;
+    const auto it = files[file].find(key);
+    if (it == files[file].end()) throw Error(file + ": missing tensor '" + key + "'");
+    if (!it->second.sizes().equals(target->sizes()))
+      throw Error(file + ": tensor '" + key + "' has shape " + c10::str(it->second.sizes()) +
+                  ", the model expects " + c10::str(target->sizes()));
+    target->copy_(it->second);
+  }
+}
+
+}  // namespace
+
 std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
                             const AdamW* optimizer, const Config& config, TrainState state,
-                            int64_t keep) {
+                            int64_t keep, dist::ProcessGroups* groups) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   const fs::path final_dir = root / step_name(state.step);
   const fs::path tmp = root / (step_name(state.step) + ".tmp");
-  fs::remove_all(tmp);
-  fs::create_directories(tmp / "experts");
-
+  const int rank = groups ? groups->rank() : 0;
   const auto domains = expert_domains(config);
-  TensorDict shared;
-  std::map<int64_t, TensorDict> experts;
-  for (const auto& item : model.named_parameters()) {
-    if (const auto e = model::expert_of(item.key()))
-      experts[*e][model::strip_expert(item.key())] = item.value();
-    else
-      shared[item.key()] = item.value();
+  const auto placement = groups ? groups->placement() : dist::Placement(1, int(domains.size()));
+  auto barrier = [&] {
+    if (groups) groups->barrier();
+  };
+  if (rank == 0) {
+    fs::remove_all(tmp);
+    fs::create_directories(tmp / "experts");
+    fs::create_directories(tmp / "optimizer" / "experts");
   }
-  save_safetensors((tmp / "shared.safetensors").string(), shared);
-  for (const auto& [id, tensors] : experts)
-    save_safetensors((tmp / "experts" / (domains.at(size_t(id)) + ".safetensors")).string(),
-                     tensors);
-  if (optimizer) save_safetensors((tmp / "optimizer.safetensors").string(), optimizer->state());
-  JsonObject meta;
-  meta.add("format", kFormat)
-      .add("step", state.step)
-      .add("data_cursor", state.data_cursor)
-      .add("experts", domains)
-      .add("tokenizer", config.tokenizer.model);
-  write_file_atomic((tmp / "meta.json").string(), meta.str() + "\n");
-  write_file_atomic((tmp / "config.yaml").string(), to_yaml(config));
+  barrier();  // every rank writes only once the directory exists
 
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
-  write_file_atomic((root / "latest").string(), step_name(state.step) + "\n");
+  TensorDict params;
+  for (const auto& item : model.named_parameters()) params[item.key()] = item.value();
+  write_owned(tmp, params, domains, placement, rank);
+  if (optimizer) write_owned(tmp / "optimizer", optimizer->state(), domains, placement, rank);
+  barrier();  // all files are complete
 
-  std::vector<fs::path> complete;  // rotation: names sort by step
-  for (const auto& entry : fs::directory_iterator(root))
-    if (entry.is_directory() && entry.path().extension() != ".tmp")
-      complete.push_back(entry.path());
-  std::sort(complete.begin(), complete.end());
-  for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
+  if (rank == 0) {
+    JsonObject meta;
+    meta.add("format", kFormat)
+        .add("step", state.step)
+        .add("data_cursor", state.data_cursor)
+        .add("experts", domains)
+        .add("world_size", placement.world_size())
+        .add("tokenizer", config.tokenizer.model);
+    write_file_atomic((tmp / "meta.json").string(), meta.str() + "\n");
+    write_file_atomic((tmp / "config.yaml").string(), to_yaml(config));
+    fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+    write_file_atomic((root / "latest").string(), step_name(state.step) + "\n");
+    std::vector<fs::path> complete;  // rotation: names sort by step
+    for (const auto& entry : fs::directory_iterator(root))
+      if (entry.is_directory() && entry.path().extension() != ".tmp")
+        complete.push_back(entry.path());
+    std::sort(complete.begin(), complete.end());
+    for (size_t i = 0; i + size_t(keep) < complete.size(); ++i) fs::remove_all(complete[i]);
+  }
+  barrier();  // nobody reads `latest` before it is there
   return final_dir.string();
 }
 
@@ -102,47 +158,19 @@ TrainState checkpoint_state(const std::string& checkpoint) {
   }
 }
 
-namespace {
-void copy_into(const std::string& file, const TensorDict& from, const std::string& key,
-               at::Tensor& param) {
-  const auto it = from.find(key);
-  if (it == from.end()) throw Error(file + ": missing tensor '" + key + "'");
-  if (!it->second.sizes().equals(param.sizes()))
-    throw Error(file + ": tensor '" + key + "' has shape " + c10::str(it->second.sizes()) +
-                ", the model expects " + c10::str(param.sizes()));
-  param.copy_(it->second);
-}
-}  // namespace
-
 void load_model(const std::string& checkpoint, model::GptImpl& model) {
-  at::NoGradGuard no_grad;
-  const fs::path dir(checkpoint);
-  const auto config = checkpoint_config(checkpoint);
-  const auto domains = expert_domains(config);
-  const auto shared_file = (dir / "shared.safetensors").string();
-  const auto shared = load_safetensors(shared_file);
-  std::map<int64_t, TensorDict> experts;
-  for (auto& item : model.named_parameters()) {
-    const auto e = model::expert_of(item.key());
-    if (!e) {
-      copy_into(shared_file, shared, item.key(), item.value());
-      continue;
-    }
-    if (size_t(*e) >= domains.size())
-      throw Error(checkpoint + ": has no expert " + std::to_string(*e));
-    const auto file = (dir / "experts" / (domains[size_t(*e)] + ".safetensors")).string();
-    if (!experts.count(*e)) experts[*e] = load_safetensors(file);
-    copy_into(file, experts[*e], model::strip_expert(item.key()), item.value());
-  }
+  std::map<std::string, at::Tensor*> targets;
+  auto params = model.named_parameters();
+  for (auto& item : params) targets[item.key()] = &item.value();
+  read_owned(fs::path(checkpoint), targets, expert_domains(checkpoint_config(checkpoint)));
 }
 
 void load_optimizer(const std::string& checkpoint, AdamW& optimizer) {
-  const auto file = (fs::path(checkpoint) / "optimizer.safetensors").string();
-  try {
-    optimizer.load_state(load_safetensors(file));
-  } catch (const Error& e) {
-    throw Error(file + ": " + e.what());
-  }
+  auto state = optimizer.state();  // tensors share storage with the optimizer's own
+  std::map<std::string, at::Tensor*> targets;
+  for (auto& [name, t] : state) targets[name] = &t;
+  read_owned(fs::path(checkpoint) / "optimizer", targets,
+             expert_domains(checkpoint_config(checkpoint)));
 }
 
 }  // namespace demix::train

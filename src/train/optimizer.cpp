@@ -55,32 +55,34 @@ std::map<std::string, at::Tensor> AdamW::state() const {
   return out;
 }
 
-void AdamW::load_state(const std::map<std::string, at::Tensor>& state) {
-  at::NoGradGuard no_grad;
-  for (auto& s : slots_) {
-    for (auto [kind, dst] :
-         {std::pair{"exp_avg/", &s.exp_avg}, std::pair{"exp_avg_sq/", &s.exp_avg_sq},
-          std::pair{"step/", &s.step}}) {
-      const std::string key = kind + s.name;
-      const auto it = state.find(key);
-      if (it == state.end()) throw Error("optimizer state has no entry '" + key + "'");
-      if (!it->second.sizes().equals(dst->sizes()))
-        throw Error("optimizer state '" + key + "' has the wrong shape");
-      dst->copy_(it->second);
-    }
-  }
-}
-
-at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+namespace {
+std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> grads;
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return at::zeros({});
-  auto norm = at::stack(at::_foreach_norm(grads, 2.0)).norm();
-  if (max_norm > 0) {
-    auto scale = (max_norm / (norm + 1e-6)).clamp_max(1.0);
-    at::_foreach_mul_(grads, scale);
-  }
+  return grads;
+}
+}  // namespace
+
+at::Tensor grad_norm(const std::vector<at::Tensor>& params) {
+  // Sum of squares, not at::norm / _foreach_norm: on CPU their fp32 reduction loses ~1e-5
+  // relative on a 1M-element tensor (measured: 1.0238216 vs 1.0238324 exact), while sum() uses
+  // a cascade summation that keeps the norm accurate to fp32 rounding.
+  auto sum_sq = at::zeros({}, at::TensorOptions(params.empty() ? at::kCPU : params[0].device()));
+  for (const auto& g : defined_grads(params)) sum_sq += g.to(at::kFloat).pow(2).sum();
+  return sum_sq.sqrt();
+}
+
+void clip_grads(const std::vector<at::Tensor>& params, const at::Tensor& norm, double max_norm) {
+  if (max_norm <= 0) return;
+  auto grads = defined_grads(params);
+  if (grads.empty()) return;
+  at::_foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp_max(1.0));
+}
+
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  auto norm = grad_norm(params);
+  clip_grads(params, norm, max_norm);
   return norm;
 }
 

@@ -1,6 +1,8 @@
 #include "demix/train/trainer.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "demix/core/device.h"
@@ -24,26 +26,40 @@ std::string find_resume(const Config& config, const std::string& resume) {
 
 }  // namespace
 
-Trainer::Trainer(Config config, const std::string& resume)
+Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* groups)
     : config_(std::move(config)),
       device_(resolve_device(config_.train.device)),
+      groups_(groups),
+      placement_(groups ? groups->placement() : dist::Placement(1, int(config_.n_experts()))),
+      rank_(groups ? groups->rank() : 0),
       schedule_(config_.optim, config_.train.steps) {
   if (config_.train.threads > 0) at::set_num_threads(int(config_.train.threads));
   const auto checkpoint = find_resume(config_, resume);
 
-  std::vector<const data::TokenFile*> files;
-  std::vector<int64_t> domains;
-  for (size_t d = 0; d < config_.data.domains.size(); ++d) {
-    train_files_.push_back(data::open_split(config_, config_.data.domains[d], "train"));
-    valid_files_.push_back(data::open_split(config_, config_.data.domains[d], "valid"));
-    files.push_back(train_files_.back().get());
-    domains.push_back(int64_t(d));
+  // This rank draws k sequences for each domain it hosts (every domain in a dense model), as
+  // replica `replica` of those domains: rows [replica*k, (replica+1)*k) of the global batch.
+  const auto E = int64_t(config_.data.domains.size());
+  const int64_t k = config_.data.sequences_per_domain;
+  const auto hosted = placement_.experts_on(rank_);
+  std::vector<int64_t> drawn(hosted.begin(), hosted.end());
+  int64_t first_row = hosted.empty() ? 0 : placement_.replica_of(rank_, hosted[0]) * k;
+  if (config_.n_experts() == 0) {
+    for (int64_t d = 0; d < E; ++d) drawn.push_back(d);
+    first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
   }
-  batcher_ = std::make_unique<data::DomainBatcher>(
-      files, domains, config_.data.sequences_per_domain, config_.model.seq_len,
-      data::parse_sampling(config_.data.sampling), config_.data.seed);
+  std::vector<const data::TokenFile*> files;
+  for (const auto& domain : config_.data.domains) {
+    train_files_.push_back(data::open_split(config_, domain, "train"));
+    valid_files_.push_back(data::open_split(config_, domain, "valid"));
+    files.push_back(train_files_.back().get());
+  }
+  batcher_ = std::make_unique<data::DomainBatcher>(files, drawn, k, config_.model.seq_len,
+                                                   data::parse_sampling(config_.data.sampling),
+                                                   config_.data.seed, first_row);
 
-  model_ = model::Gpt(model::GptConfig::from(config_), config_.train.seed);
+  auto gpt_config = model::GptConfig::from(config_);
+  gpt_config.local_experts = std::vector<int64_t>(hosted.begin(), hosted.end());
+  model_ = model::Gpt(gpt_config, config_.train.seed);
   model_->to(device_);
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& item : model_->named_parameters()) {
@@ -51,6 +67,9 @@ Trainer::Trainer(Config config, const std::string& resume)
     params_.push_back(item.value());
   }
   optimizer_ = std::make_unique<AdamW>(named, config_.optim);
+  if (groups_)
+    grad_sync_ = std::make_unique<dist::GradSync>(named, *groups_,
+                                                  config_.dist.bucket_mb * (int64_t(1) << 20));
   if (!checkpoint.empty()) {
     load_model(checkpoint, *model_);
     load_optimizer(checkpoint, *optimizer_);
@@ -59,17 +78,39 @@ Trainer::Trainer(Config config, const std::string& resume)
   }
   batcher_->set_cursor(state_.data_cursor);
 
-  fs::create_directories(config_.train.out_dir);
-  write_file_atomic((fs::path(config_.train.out_dir) / "config.yaml").string(), to_yaml(config_));
-  metrics_ =
-      std::make_unique<MetricsLog>((fs::path(config_.train.out_dir) / "metrics.jsonl").string());
-  spdlog::info("model: {:.2f}M parameters ({:.2f}M shared, {} experts), {} train tokens/step",
-               model_->num_params() / 1e6, model_->num_params(false) / 1e6, config_.n_experts(),
-               config_.train.grad_accum * config_.data.sequences_per_domain *
-                   int64_t(config_.data.domains.size()) * config_.model.seq_len);
+  // Fault injection for tests: DEMIX_FAULT_ABORT=RANK:STEP makes that rank abort at that step.
+  if (const char* fault = std::getenv("DEMIX_FAULT_ABORT")) {
+    int fault_rank = -1;
+    long long fault_step = -1;
+    if (std::sscanf(fault, "%d:%lld", &fault_rank, &fault_step) != 2)
+      throw Error(std::string("DEMIX_FAULT_ABORT=") + fault + ": expected RANK:STEP");
+    if (fault_rank == rank_) abort_at_step_ = fault_step;
+  }
+  if (rank_ == 0) {
+    fs::create_directories(config_.train.out_dir);
+    write_file_atomic((fs::path(config_.train.out_dir) / "config.yaml").string(), to_yaml(config_));
+    metrics_ =
+        std::make_unique<MetricsLog>((fs::path(config_.train.out_dir) / "metrics.jsonl").string());
+  }
+  if (groups_) spdlog::info("{}", placement_.describe());
+  spdlog::info(
+      "model on rank {}: {:.2f}M parameters ({:.2f}M shared, {} of {} experts); "
+      "{} train tokens/step over {} ranks",
+      rank_, model_->num_params() / 1e6, model_->num_params(false) / 1e6, hosted.size(),
+      config_.n_experts(),
+      config_.train.grad_accum * k * int64_t(drawn.size()) * config_.model.seq_len *
+          placement_.world_size(),
+      placement_.world_size());
+  if (grad_sync_)
+    spdlog::info("all-reduce per step on rank {}: {:.2f} MB shared, {:.2f} MB expert", rank_,
+                 grad_sync_->shared_bytes() / 1e6, grad_sync_->expert_bytes() / 1e6);
 }
 
 StepResult Trainer::train_step() {
+  if (abort_at_step_ == state_.step) {  // fault injection for the launcher's failure test
+    spdlog::error("rank {}: DEMIX_FAULT_ABORT: aborting at step {}", rank_, state_.step);
+    std::abort();
+  }
   model_->train();
   optimizer_->zero_grad();
   const auto E = int64_t(config_.data.domains.size());
@@ -87,9 +128,16 @@ StepResult Trainer::train_step() {
     rows_seen.index_add_(0, routing.domains(), torch::ones_like(row_loss));
     result.tokens += inputs.numel();
   }
+  result.loss_sum = loss_sum;
+  result.rows = rows_seen;
   result.loss = loss_sum.sum() / rows_seen.sum();
-  result.domain_loss = loss_sum / rows_seen;
-  result.grad_norm = clip_grad_norm(params_, config_.optim.grad_clip);
+  if (grad_sync_) {
+    grad_sync_->sync();
+    result.grad_norm = grad_sync_->global_norm();
+    clip_grads(params_, result.grad_norm, config_.optim.grad_clip);
+  } else {
+    result.grad_norm = clip_grad_norm(params_, config_.optim.grad_clip);
+  }
   result.lr = schedule_.lr_at(state_.step);
   optimizer_->step(result.lr);
   ++state_.step;
@@ -99,19 +147,37 @@ StepResult Trainer::train_step() {
 
 std::vector<double> Trainer::validate() {
   model_->eval();
-  std::vector<double> losses;
-  for (size_t d = 0; d < valid_files_.size(); ++d)
-    losses.push_back(eval::score_split(*model_, *valid_files_[d], int64_t(d),
-                                       config_.train.eval_tokens, config_.eval.batch_size)
-                         .loss());
+  // Each domain is scored once: by its expert's leader (rank 0 in a dense model).
+  auto losses = at::zeros({int64_t(valid_files_.size())}, at::kDouble);
+  for (size_t d = 0; d < valid_files_.size(); ++d) {
+    const bool mine = config_.n_experts() > 0 ? placement_.leader_of(int(d)) == rank_ : rank_ == 0;
+    if (mine)
+      losses[int64_t(d)] = eval::score_split(*model_, *valid_files_[d], int64_t(d),
+                                             config_.train.eval_tokens, config_.eval.batch_size)
+                               .loss();
+  }
+  if (groups_) all_reduce_sum(losses);
   model_->train();
-  return losses;
+  return std::vector<double>(losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
+}
+
+void Trainer::all_reduce_sum(at::Tensor& tensor) {
+  auto on_device = tensor.to(device_);
+  std::vector<at::Tensor> tensors = {on_device};
+  groups_->world().allreduce(tensors)->wait();
+  tensor.copy_(on_device);
 }
 
 void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per step
-  const double loss = r.loss.item<double>();  // the only host syncs: every log_every steps
-  const double norm = r.grad_norm.item<double>();
-  const double tokens_per_s = double(r.tokens) / seconds;
+  // Per-domain losses over the global batch: every rank joins, rank 0 writes.
+  auto sums = at::cat({r.loss_sum, r.rows}).to(at::kCPU, at::kDouble);
+  if (groups_) all_reduce_sum(sums);
+  if (rank_ != 0) return;
+  const auto E = r.rows.numel();
+  const auto domain_loss = sums.narrow(0, 0, E) / sums.narrow(0, E, E);
+  const double loss = (sums.narrow(0, 0, E).sum() / sums.narrow(0, E, E).sum()).item<double>();
+  const double norm = r.grad_norm.item<double>();  // the only host syncs: every log_every steps
+  const double tokens_per_s = double(r.tokens * placement_.world_size()) / seconds;
   const double eta = seconds * double(config_.train.steps - state_.step);
   spdlog::info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | eta {}",
                state_.step, config_.train.steps, loss, r.lr, norm, tokens_per_s,
@@ -120,7 +186,6 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
   record.add("step", state_.step).add("train/loss", loss).add("train/lr", r.lr);
   record.add("train/grad_norm", norm).add("perf/tokens_per_s", tokens_per_s);
   record.add("perf/step_s", seconds);
-  const auto domain_loss = r.domain_loss.cpu();
   for (size_t d = 0; d < config_.data.domains.size(); ++d)
     record.add("train/domain/" + config_.data.domains[d] + "/loss",
                domain_loss[int64_t(d)].item<double>());
@@ -129,7 +194,7 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
 
 std::string Trainer::save_checkpoint() {
   const auto dir = train::save_checkpoint(config_.train.out_dir, *model_, optimizer_.get(), config_,
-                                          state_, config_.train.keep_checkpoints);
+                                          state_, config_.train.keep_checkpoints, groups_);
   spdlog::info("checkpoint {}", dir);
   return dir;
 }
@@ -146,7 +211,7 @@ void Trainer::run() {
       mean += losses[d] / double(losses.size());
     }
     record.add("val/loss", mean);
-    metrics_->write(record);
+    if (metrics_) metrics_->write(record);
     spdlog::info("step {:>5} | validation loss {:.4f} (ppl {:.2f}), mean over {} domains",
                  state_.step, mean, std::exp(mean), losses.size());
   };

@@ -99,6 +99,18 @@ TEST_F(DomainBatcherTest, SameSeedSameStreamAndExactResume) {
   EXPECT_FALSE(torch::equal(other.next().inputs, make(Sampling::kBalanced).next().inputs));
 }
 
+TEST_F(DomainBatcherTest, ReplicasSplitTheRowsOfOneLargerStream) {
+  // Two replicas drawing 2 rows of domain 1 each = one stream drawing 4 rows of it.
+  std::vector<const TokenFile*> files = {files_[0].get(), files_[1].get(), files_[2].get()};
+  DomainBatcher one(files, {1}, 4, 16, Sampling::kBalanced, 5);
+  DomainBatcher first(files, {1}, 2, 16, Sampling::kBalanced, 5, /*first_row=*/0);
+  DomainBatcher second(files, {1}, 2, 16, Sampling::kBalanced, 5, /*first_row=*/2);
+  for (int step = 0; step < 3; ++step) {
+    const auto whole = one.next().inputs;
+    EXPECT_TRUE(torch::equal(torch::cat({first.next().inputs, second.next().inputs}), whole));
+  }
+}
+
 TEST_F(DomainBatcherTest, NaturalSamplingFollowsTokenShares) {
   auto batcher = make(Sampling::kNatural);
   std::vector<double> count(3);

@@ -157,6 +157,19 @@ struct EvalConfig {
   }
 };
 
+struct DistConfig {
+  std::string backend = "auto";
+  int64_t timeout_s = 300;
+  int64_t bucket_mb = 25;
+
+  template <class V>
+  void visit(V& v) {
+    v("backend", backend, "auto (nccl on cuda, gloo on cpu), gloo or nccl");
+    v("timeout_s", timeout_s, "c10d collective timeout: a dead or hung rank fails the run after it");
+    v("bucket_mb", bucket_mb, "gradient all-reduce bucket size in MiB");
+  }
+};
+
 struct Config {
   ModelConfig model;
   DataConfig data;
@@ -164,6 +177,7 @@ struct Config {
   OptimConfig optim;
   TrainConfig train;
   EvalConfig eval;
+  DistConfig dist;
 
   template <class V>
   void visit_sections(V& v) {
@@ -173,6 +187,7 @@ struct Config {
     v("optim", optim);
     v("train", train);
     v("eval", eval);
+    v("dist", dist);
   }
 
   // Cross-field rules; throws Error naming the fields and values. `source` prefixes messages.

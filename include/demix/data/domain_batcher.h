@@ -30,9 +30,12 @@ Sampling parse_sampling(const std::string& name);
 class DomainBatcher {
  public:
   // files[d] is domain d's training split; `domains` lists the ids this stream draws (all of
-  // them in a single process). The files must outlive the batcher.
+  // them in a single process). Row i of a domain is the domain's global row first_row + i, so
+  // replica q of a domain drawing k rows (first_row = q*k) gets exactly the rows that one process
+  // drawing k * replicas rows would give it. The files must outlive the batcher.
   DomainBatcher(std::vector<const TokenFile*> files, std::vector<int64_t> domains,
-                int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed);
+                int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed,
+                int64_t first_row = 0);
 
   Batch next();
   uint64_t cursor() const { return cursor_; }
@@ -48,6 +51,7 @@ class DomainBatcher {
   int64_t seq_len_;
   Sampling sampling_;
   uint64_t seed_;
+  int64_t first_row_;
   uint64_t cursor_ = 0;
 };
 

@@ -5,7 +5,8 @@
 //                                 dense FFs)
 //   experts/<domain>.safetensors  one file per expert, keyed by domain name; tensor names drop
 //                                 `experts.<id>` (blocks.3.ff.fc1.weight)
-//   optimizer.safetensors         AdamW moments and step counts by parameter name
+//   optimizer/                    AdamW moments and step counts (exp_avg/<name>, ...), split
+//                                 the same way: shared.safetensors, experts/<domain>.safetensors
 //   meta.json             format, step, data cursor, expert order (domains), tokenizer
 //   config.yaml           the resolved config of the run
 // Tensor files are safetensors: Python reads them with safetensors.torch.load_file(path).
@@ -21,6 +22,7 @@
 
 #include "demix/core/config.h"
 #include "demix/core/safetensors.h"
+#include "demix/dist/process_groups.h"
 #include "demix/model/gpt.h"
 
 namespace demix::train {
@@ -33,10 +35,11 @@ struct TrainState {
 };
 
 // Writes a checkpoint of `model` (and `optimizer`, if given) under <run_dir>/checkpoints/, updates
-// `latest`, keeps the newest `keep` checkpoints, and returns the checkpoint's directory.
+// `latest`, keeps the newest `keep` checkpoints, and returns the checkpoint's directory. With
+// `groups`, every rank calls it and writes what it owns.
 std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
                             const AdamW* optimizer, const Config& config, TrainState state,
-                            int64_t keep);
+                            int64_t keep, dist::ProcessGroups* groups = nullptr);
 
 // A checkpoint directory, or a run directory / checkpoints directory (then its `latest`).
 std::string resolve_checkpoint(const std::string& path);

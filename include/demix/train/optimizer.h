@@ -28,8 +28,8 @@ class AdamW {
   void zero_grad();
 
   // Moments and step counts by parameter name: exp_avg/<name>, exp_avg_sq/<name>, step/<name>.
+  // The tensors are the optimizer's own: copying into them restores a state.
   std::map<std::string, at::Tensor> state() const;
-  void load_state(const std::map<std::string, at::Tensor>& state);  // throws Error if incomplete
 
   static bool decays(const std::string& name, const at::Tensor& param);
 
@@ -43,8 +43,11 @@ class AdamW {
   double beta1_, beta2_, eps_, weight_decay_;
 };
 
-// Scales all gradients so that their global L2 norm is at most max_norm (0: no clipping) and
-// returns the norm before clipping, as a 0-dim tensor (no host sync).
+// The L2 norm of all gradients, as a 0-dim tensor (no host sync).
+at::Tensor grad_norm(const std::vector<at::Tensor>& params);
+// Scales the gradients by min(1, max_norm / norm); max_norm = 0 disables clipping.
+void clip_grads(const std::vector<at::Tensor>& params, const at::Tensor& norm, double max_norm);
+// Both: clips to max_norm and returns the norm before clipping.
 at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 }  // namespace demix::train

@@ -9,6 +9,9 @@
 
 #include "demix/core/config.h"
 #include "demix/data/domain_batcher.h"
+#include "demix/dist/grad_sync.h"
+#include "demix/dist/placement.h"
+#include "demix/dist/process_groups.h"
 #include "demix/model/gpt.h"
 #include "demix/train/checkpoint.h"
 #include "demix/train/lr_schedule.h"
@@ -18,9 +21,10 @@
 namespace demix::train {
 
 struct StepResult {
-  at::Tensor loss;         // 0-dim, mean over the step's tokens
-  at::Tensor domain_loss;  // (E) mean per domain over the step (NaN for unseen domains)
-  at::Tensor grad_norm;    // 0-dim, before clipping
+  at::Tensor loss;       // 0-dim, mean over this rank's tokens in the step
+  at::Tensor loss_sum;   // (E) sum of row losses per domain on this rank
+  at::Tensor rows;       // (E) rows per domain on this rank
+  at::Tensor grad_norm;  // 0-dim, of the whole model's gradient, before clipping
   double lr = 0;
   int64_t tokens = 0;
 };
@@ -29,11 +33,13 @@ class Trainer {
  public:
   // `resume`: a checkpoint or run directory to continue from; "auto" resumes from the run's own
   // latest checkpoint if there is one; "" starts fresh and refuses a directory that holds a run.
-  explicit Trainer(Config config, const std::string& resume = "");
+  // With `groups`, this is one rank of an expert-parallel run (see dist/placement.h).
+  explicit Trainer(Config config, const std::string& resume = "",
+                   dist::ProcessGroups* groups = nullptr);
 
   void run();  // trains to train.steps, validates, checkpoints at the end
   StepResult train_step();
-  std::vector<double> validate();  // valid loss per training domain
+  std::vector<double> validate();  // valid loss per training domain (all ranks join)
   std::string save_checkpoint();   // returns the checkpoint directory
 
   model::GptImpl& model() { return *model_; }
@@ -41,9 +47,15 @@ class Trainer {
 
  private:
   void log_step(const StepResult& result, double seconds);
+  void all_reduce_sum(at::Tensor& tensor);  // over the world group
 
   Config config_;
   torch::Device device_;
+  dist::ProcessGroups* groups_;  // nullptr: a single process
+  dist::Placement placement_;
+  int rank_;
+  std::unique_ptr<dist::GradSync> grad_sync_;
+  int64_t abort_at_step_ = -1;
   model::Gpt model_{nullptr};
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;

@@ -1,0 +1,50 @@
+#pragma once
+
+// The c10d process groups of a run, built once from a Placement in a fixed order and passed by
+// reference: `world` (shared gradients, metrics, barriers) and one group per expert hosted by
+// more than one rank (its gradients). Gloo on CPU, NCCL on CUDA; the choice is made here only.
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include "demix/dist/env.h"
+#include "demix/dist/placement.h"
+
+namespace demix::dist {
+
+using Group = c10::intrusive_ptr<c10d::Backend>;
+
+// The rendezvous store of a torchrun-style launch: a TCPStore at MASTER_ADDR:MASTER_PORT, served
+// by rank 0 unless the torchrun agent serves it already.
+c10::intrusive_ptr<c10d::Store> connect_store(const DistEnv& env,
+                                              std::chrono::milliseconds timeout);
+
+// One backend over `size` ranks on `store`; `kind` is "gloo" or "nccl". Defined in backend.cpp,
+// the only file that includes the backends' headers.
+Group make_group(const std::string& kind, const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                 int size, std::chrono::milliseconds timeout);
+
+class ProcessGroups {
+ public:
+  ProcessGroups(const Placement& placement, int rank, const c10::intrusive_ptr<c10d::Store>& store,
+                const std::string& kind, std::chrono::milliseconds timeout);
+
+  const Placement& placement() const { return placement_; }
+  int rank() const { return rank_; }
+  int world_size() const { return placement_.world_size(); }
+  c10d::Backend& world() { return *world_; }
+  // The group of a hosted expert, or nullptr when the expert has this rank alone.
+  c10d::Backend* expert(int expert);
+  void barrier();
+
+ private:
+  Placement placement_;
+  int rank_;
+  Group world_;
+  std::map<int, Group> experts_;
+};
+
+}  // namespace demix::dist
