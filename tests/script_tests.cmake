@@ -1,5 +1,5 @@
-# Python-side checks run by ctest through the project's venv: the markup converters of the corpus
-# builder, and parity of the C++ model with an independent PyTorch implementation.
+# Tests run by ctest outside GoogleTest: the corpus converters (Python), parity with an
+# independent PyTorch model, and multi-process launches.
 add_test(NAME python.text_clean
          COMMAND ${DEMIX_PYTHON} tests/data/test_text_clean.py
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
@@ -22,4 +22,11 @@ foreach(variant demix domain_token)
            COMMAND ${DEMIX_PYTHON} tests/model/parity_check.py ${parity_dir}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(parity.${variant}.check PROPERTIES FIXTURES_REQUIRED parity_${variant})
+endforeach()
+
+# Multi-process launches (Gloo): demix launch, torchrun, and a rank that dies mid-run.
+foreach(mode launch torchrun dead_rank)
+  add_test(NAME dist.${mode} COMMAND bash tests/dist/launch_test.sh ${mode}
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(dist.${mode} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 400 RUN_SERIAL ON)
 endforeach()

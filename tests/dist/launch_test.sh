@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Multi-process launches of `demix train` on the bundled corpus (ctest, Gloo on CPU).
+#   launch_test.sh launch     demix launch -n 2 completes and writes a checkpoint
+#   launch_test.sh torchrun   torchrun --nproc_per_node=2 --no-python completes likewise
+#   launch_test.sh dead_rank  rank 1 aborts at step 2: the launch exits non-zero within the
+#                             time limit, naming rank 1
+set -uo pipefail
+mode=$1
+demix=${DEMIX_BIN:-build/demix}
+out=build/test_runs/launch_$mode
+rm -rf "$out"
+train=(train --config configs/tiny.yaml --set model.n_layer=2 --set train.steps=4
+  --set optim.warmup_steps=1 --set train.log_every=1 --set train.threads=1
+  --set train.eval_tokens=1024 --set dist.timeout_s=20 --set train.out_dir="$out")
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+case $mode in
+  launch)
+    timeout 300 "$demix" launch -n 2 -- "${train[@]}" || fail "demix launch exited $?"
+    ;;
+  torchrun)
+    timeout 300 .venv/bin/torchrun --standalone --nproc_per_node=2 --no-python \
+      "$demix" "${train[@]}" || fail "torchrun exited $?"
+    ;;
+  dead_rank)
+    start=$SECONDS
+    DEMIX_FAULT_ABORT=1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" 2>"$out.stderr"
+    code=$?
+    cat "$out.stderr" >&2
+    [ $code -ne 0 ] || fail "the launch exited 0 although rank 1 aborted"
+    [ $code -ne 124 ] || fail "the launch hung (killed by timeout after 120 s)"
+    grep -q "demix launch: rank 1 (pid [0-9]*) was killed by signal" "$out.stderr" ||
+      fail "the launcher did not name rank 1"
+    echo "launch exited $code after $((SECONDS - start)) s, naming rank 1"
+    exit 0
+    ;;
+  *) fail "unknown mode $mode" ;;
+esac
+grep -q step_00000004 "$out/checkpoints/latest" || fail "no checkpoint at step 4 in $out"
+ls "$out/checkpoints/step_00000004/experts" | grep -q scripture.safetensors || fail "expert missing"
+echo "$mode: 2 ranks completed 4 steps"
