@@ -24,8 +24,11 @@ namespace fs = std::filesystem;
 struct EvalModel {
   std::string checkpoint;
   Config config;  // the checkpoint's own config with eval-time overrides on top
+  std::unique_ptr<dist::ProcessGroups> groups;  // under a launch: each rank holds its experts
   model::Gpt model{nullptr};
   std::vector<std::string> experts() const { return config.data.domains; }
+  eval::ExpertScorer scorer() { return eval::ExpertScorer(*model, groups.get()); }
+  bool writes() const { return !groups || groups->rank() == 0; }  // rank 0 reports
 };
 
 EvalModel load_eval_model(const std::string& path, const std::vector<std::string>& overrides) {
@@ -33,7 +36,13 @@ EvalModel load_eval_model(const std::string& path, const std::vector<std::string
   m.checkpoint = train::resolve_checkpoint(path);
   m.config = with_overrides(train::checkpoint_config(m.checkpoint), overrides);
   if (m.config.train.threads > 0) at::set_num_threads(int(m.config.train.threads));
-  m.model = model::Gpt(model::GptConfig::from(m.config));
+  m.groups = join_process_groups(m.config);
+  auto gpt = model::GptConfig::from(m.config);
+  if (m.groups && gpt.n_experts > 0) {
+    const auto hosted = m.groups->placement().experts_on(m.groups->rank());
+    gpt.local_experts.assign(hosted.begin(), hosted.end());
+  }
+  m.model = model::Gpt(gpt);
   train::load_model(m.checkpoint, *m.model);
   m.model->to(resolve_device(m.config.train.device));
   return m;
@@ -74,7 +83,16 @@ std::string format_posterior(const std::vector<std::string>& experts,
 // Writes the report files of --mixture into `out` and draws the PNGs when the venv has matplotlib.
 void mixture_report(EvalModel& m, const std::string& out) {
   require_experts(m);
-  const auto rows = eval::mixture_table(*m.model, m.config);
+  const auto rows = eval::mixture_table(m.scorer(), m.config);
+  if (!m.writes()) {  // the posterior trace below is collective too
+    const auto& domains =
+        m.config.data.eval_domains.empty() ? m.config.data.domains : m.config.data.eval_domains;
+    const auto file = data::open_split(m.config, domains[0], "test");
+    eval::block_posterior_trace(
+        m.scorer(), data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
+        eval::Prior::uniform(m.config.n_experts()), eval::parse_posterior(m.config.eval.posterior));
+    return;
+  }
   const auto table = eval::format_mixture_table(rows);
   std::cout << "test perplexity (" << m.config.eval.mix_max_tokens
             << " tokens per domain; cached prior from " << m.config.eval.prior_blocks
@@ -89,7 +107,7 @@ void mixture_report(EvalModel& m, const std::string& out) {
       m.config.data.eval_domains.empty() ? m.config.data.domains : m.config.data.eval_domains;
   const auto file = data::open_split(m.config, domains[0], "test");
   const auto trace = eval::block_posterior_trace(
-      *m.model, data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
+      m.scorer(), data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
       eval::Prior::uniform(m.config.n_experts()), eval::parse_posterior(m.config.eval.posterior));
   std::string csv = "position";
   for (const auto& e : m.experts()) csv += "," + e;
@@ -160,13 +178,18 @@ void add_eval_command(CLI::App& app) {
       }
       for (const auto& [name, windows] : targets) {
         auto prior = prior_from(m, args->prior);
-        const auto result = eval::score_mixture(*m.model, windows, prior, options);
+        const auto result = eval::score_mixture(m.scorer(), windows, prior, options);
+        if (!m.writes()) continue;
         std::printf("%s: %lld tokens, perplexity %.2f\n  mean block posterior: %s\n", name.c_str(),
                     static_cast<long long>(result.score.tokens), std::exp(result.score.loss()),
                     format_posterior(m.experts(), result.mean_block_posterior).c_str());
       }
       return;
     }
+    if (m.groups)
+      throw Error(
+          "demix eval: known-domain evaluation runs in one process; under a launch use "
+          "--mixture, --prior or --text");
     const auto scores =
         eval::evaluate(*m.model, m.config, m.config.eval.splits, m.config.eval.max_tokens);
     std::cout << eval::format_table(scores);
@@ -211,7 +234,8 @@ void add_prior_command(CLI::App& app) {
                                        m.config.eval.batch_size};
     const auto blocks = std::min<int64_t>(m.config.eval.prior_blocks, held_out.inputs.size(0));
     const auto prior =
-        eval::estimate_prior(*m.model, held_out, blocks, m.config.eval.alpha, options);
+        eval::estimate_prior(m.scorer(), held_out, blocks, m.config.eval.alpha, options);
+    if (!m.writes()) return;
     const auto source = args->text.empty() ? args->domain + "/valid" : args->text;
     eval::write_prior(args->output, prior, m.experts(), source, blocks);
     std::printf("prior of %s over %lld blocks: %s\nwrote %s\n", source.c_str(),

@@ -4,10 +4,12 @@
 // section.key=value.
 
 #include <CLI/CLI.hpp>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "demix/core/config.h"
+#include "demix/dist/process_groups.h"
 
 namespace demix::cli {
 
@@ -21,6 +23,10 @@ struct ConfigOptions {
   }
   Config load() const { return load_config(path, overrides); }
 };
+
+// The process groups of a torchrun / demix launch (nullptr when WORLD_SIZE is 1). Sets a
+// rank-tagged log pattern, quiets ranks other than 0, and binds "cuda" to cuda:LOCAL_RANK.
+std::unique_ptr<dist::ProcessGroups> join_process_groups(Config& config);
 
 void add_data_commands(CLI::App& app);   // tokenizer, data
 void add_train_command(CLI::App& app);   // train

@@ -21,6 +21,35 @@ at::Tensor expert_logprobs(model::GptImpl& model, const at::Tensor& inputs,
   return logprobs.view({K, B, T}).permute({1, 2, 0}).to(at::kDouble);  // (K*B, T) -> (B, T, K)
 }
 
+at::Tensor ExpertScorer::operator()(const at::Tensor& inputs, const at::Tensor& targets,
+                                    const std::vector<int64_t>& experts) const {
+  at::NoGradGuard no_grad;
+  if (!groups_) return expert_logprobs(model_, inputs, targets, experts);
+  const auto& placement = groups_->placement();
+  const int W = placement.world_size();
+  std::vector<std::vector<int64_t>> led(size_t(W), std::vector<int64_t>{});  // experts per leader
+  for (auto e : experts) led[size_t(placement.leader_of(int(e)))].push_back(e);
+  size_t capacity = 1;
+  for (const auto& l : led) capacity = std::max(capacity, l.size());
+  // Each rank scores the experts it leads, padded to a common width for the all-gather.
+  const auto B = inputs.size(0), T = inputs.size(1);
+  auto mine = at::zeros({B, T, int64_t(capacity)}, inputs.options().dtype(at::kDouble));
+  const auto& own = led[size_t(groups_->rank())];
+  if (!own.empty())
+    mine.narrow(2, 0, int64_t(own.size())).copy_(expert_logprobs(model_, inputs, targets, own));
+  std::vector<std::vector<at::Tensor>> gathered(1);
+  for (int r = 0; r < W; ++r) gathered[0].push_back(at::empty_like(mine));
+  std::vector<at::Tensor> input = {mine};
+  groups_->world().allgather(gathered, input)->wait();
+  std::vector<at::Tensor> columns;
+  std::vector<size_t> taken(size_t(W), 0);
+  for (auto e : experts) {
+    const int r = placement.leader_of(int(e));
+    columns.push_back(gathered[0][size_t(r)].select(2, int64_t(taken[size_t(r)]++)));
+  }
+  return at::stack(columns, 2);
+}
+
 namespace {
 
 // The prior restricted to `experts` and renormalised, as log-probabilities: (K).
@@ -45,9 +74,10 @@ std::vector<int64_t> chosen_experts(const Prior& prior, int64_t top_k) {
 
 }  // namespace
 
-MixtureScore score_mixture(model::GptImpl& model, const data::EvalWindows& windows, Prior& prior,
-                           const MixtureOptions& options) {
+MixtureScore score_mixture(const ExpertScorer& scorer, const data::EvalWindows& windows,
+                           Prior& prior, const MixtureOptions& options) {
   at::NoGradGuard no_grad;
+  auto& model = scorer.model();
   const bool was_training = model.is_training();
   model.eval();
   const auto device = model.wte->weight.device();
@@ -59,9 +89,8 @@ MixtureScore score_mixture(model::GptImpl& model, const data::EvalWindows& windo
   for (int64_t start = 0; start < n; start += options.batch_size) {
     const int64_t rows = std::min(options.batch_size, n - start);
     const auto experts = chosen_experts(prior, options.top_k);  // re-chosen as the prior moves
-    const auto logprobs =
-        expert_logprobs(model, windows.inputs.narrow(0, start, rows).to(device),
-                        windows.targets.narrow(0, start, rows).to(device), experts);
+    const auto logprobs = scorer(windows.inputs.narrow(0, start, rows).to(device),
+                                 windows.targets.narrow(0, start, rows).to(device), experts);
     const auto log_prior = restricted_log_prior(prior, experts);
     const auto log_post = log_posterior(logprobs, log_prior, options.posterior);
     nll -= mixture_logprobs(logprobs, log_post).sum().cpu();
@@ -79,29 +108,26 @@ MixtureScore score_mixture(model::GptImpl& model, const data::EvalWindows& windo
   return result;
 }
 
-Prior estimate_prior(model::GptImpl& model, const data::EvalWindows& held_out, int64_t blocks,
+Prior estimate_prior(const ExpertScorer& scorer, const data::EvalWindows& held_out, int64_t blocks,
                      double alpha, const MixtureOptions& options) {
   const auto n = std::min<int64_t>(blocks, held_out.inputs.size(0));
   const data::EvalWindows first{held_out.inputs.narrow(0, 0, n), held_out.targets.narrow(0, 0, n)};
-  int64_t experts = 0;
-  for (const auto& item : model.named_parameters())
-    if (const auto e = model::expert_of(item.key())) experts = std::max(experts, *e + 1);
-  auto prior = Prior::updating(experts, alpha);
+  auto prior = Prior::updating(scorer.n_experts(), alpha);
   MixtureOptions all = options;
   all.top_k = 0;  // the estimate looks at every expert
-  score_mixture(model, first, prior, all);
+  score_mixture(scorer, first, prior, all);
   return Prior::fixed(prior.probs());
 }
 
-at::Tensor block_posterior_trace(model::GptImpl& model, const data::EvalWindows& windows,
+at::Tensor block_posterior_trace(const ExpertScorer& scorer, const data::EvalWindows& windows,
                                  const Prior& prior, PosteriorKind kind) {
   at::NoGradGuard no_grad;
-  model.eval();
-  const auto device = model.wte->weight.device();
+  scorer.model().eval();
+  const auto device = scorer.model().wte->weight.device();
   std::vector<int64_t> all(prior.probs().size());
   std::iota(all.begin(), all.end(), 0);
-  const auto logprobs = expert_logprobs(model, windows.inputs.narrow(0, 0, 1).to(device),
-                                        windows.targets.narrow(0, 0, 1).to(device), all);
+  const auto logprobs = scorer(windows.inputs.narrow(0, 0, 1).to(device),
+                               windows.targets.narrow(0, 0, 1).to(device), all);
   return log_posterior(logprobs, prior.log_probs(), kind)[0].exp().cpu();  // (T, E)
 }
 

@@ -21,7 +21,7 @@ double timed(F&& f) {
 
 }  // namespace
 
-std::vector<MixtureRow> mixture_table(model::GptImpl& model, const Config& config) {
+std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& config) {
   const auto& ec = config.eval;
   const auto E = int64_t(config.data.domains.size());
   const MixtureOptions options{parse_posterior(ec.posterior), 0, ec.batch_size};
@@ -40,23 +40,22 @@ std::vector<MixtureRow> mixture_table(model::GptImpl& model, const Config& confi
       MixtureOptions o = options;
       o.top_k = top_k;
       MixtureScore score;
-      const double seconds = timed([&] { score = score_mixture(model, windows, prior, o); });
+      const double seconds = timed([&] { score = score_mixture(scorer, windows, prior, o); });
       row.tokens = score.score.tokens;
       row.variants.push_back({name, ppl(score.score), seconds});
     };
 
-    MixtureVariant top1{"top1", std::numeric_limits<double>::quiet_NaN(), 0};
-    if (row.trained) {
-      SplitScore s;
-      top1.seconds = timed(
-          [&] { s = score_split(model, *test, int64_t(i), ec.mix_max_tokens, ec.batch_size); });
-      top1.perplexity = ppl(s);
+    if (row.trained) {  // known-domain top-1: a one-hot prior with k = 1 runs only expert i
+      std::vector<double> one_hot(size_t(E), 0.0);
+      one_hot[i] = 1.0;
+      add("top1", Prior::fixed(one_hot), 1);
+    } else {
+      row.variants.push_back({"top1", std::numeric_limits<double>::quiet_NaN(), 0});
     }
-    row.variants.push_back(top1);
     add("uniform", Prior::uniform(E), 0);
     add("updating", Prior::updating(E, ec.alpha), 0);
     const auto held_out = data::eval_windows(*valid, config.model.seq_len, 0);
-    const auto cached = estimate_prior(model, held_out, ec.prior_blocks, ec.alpha, options);
+    const auto cached = estimate_prior(scorer, held_out, ec.prior_blocks, ec.alpha, options);
     row.cached_prior = cached.probs();
     add("cached", cached, 0);
     if (ec.top_k < E) add("cached_top" + std::to_string(ec.top_k), cached, ec.top_k);

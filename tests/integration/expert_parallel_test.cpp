@@ -10,6 +10,7 @@
 
 #include "demix/core/config.h"
 #include "demix/dist/process_groups.h"
+#include "demix/eval/mixture.h"
 #include "demix/train/trainer.h"
 
 namespace demix {
@@ -139,6 +140,63 @@ TEST(ExpertParallelTest, CheckpointReshardsAcrossWorldSizes) {
   EXPECT_EQ(train::checkpoint_state(checkpoint).step, 2);
   for (const auto& [name, value] : two[1])  // moved on from the checkpoint by one more step
     EXPECT_FALSE(torch::equal(value, loaded->named_parameters()[name])) << name;
+}
+
+}  // namespace
+}  // namespace demix
+
+namespace demix {
+namespace {
+
+// Mixing under expert parallelism: each rank scores the experts it leads, the log-probs are
+// all-gathered, and every rank gets the single-process result.
+TEST(ExpertParallelTest, MixingOnRanksEqualsOneProcess) {
+  for (const auto& [W, E] : std::vector<std::pair<int, int>>{{2, 4}, {4, 2}}) {
+    auto gpt = model::GptConfig::from(small({"a", "b", "c", "d"}, 1, "unused"));
+    gpt.n_experts = E;
+    model::Gpt single(gpt, 21);
+    torch::manual_seed(3);
+    const auto tokens = torch::randint(0, gpt.vocab_size, {6, gpt.block_size + 1});
+    const data::EvalWindows windows{tokens.narrow(1, 0, gpt.block_size),
+                                    tokens.narrow(1, 1, gpt.block_size)};
+    std::vector<double> skewed(size_t(E), 1.0);
+    skewed[1] = 3.0;
+    auto uniform = eval::Prior::updating(E, 0.3);
+    auto fixed = eval::Prior::fixed(skewed);
+    const double expected = eval::score_mixture(*single, windows, uniform, {}).score.nll_sum;
+    const double expected_top1 =
+        eval::score_mixture(*single, windows, fixed, {eval::PosteriorKind::kPrefix, 1, 4})
+            .score.nll_sum;
+
+    const auto store_path = fs::temp_directory_path() / ("demix_mix_store_" + std::to_string(W));
+    fs::remove(store_path);
+    auto store = c10::make_intrusive<c10d::FileStore>(store_path.string(), W);
+    std::vector<double> got(static_cast<size_t>(W)), got_top1(static_cast<size_t>(W));
+    std::vector<std::thread> threads;
+    for (int r = 0; r < W; ++r)
+      threads.emplace_back([&, r] {
+        dist::ProcessGroups groups(dist::Placement(W, E), r, store, "gloo",
+                                   std::chrono::seconds(60));
+        auto local = gpt;
+        const auto hosted = groups.placement().experts_on(r);
+        local.local_experts.assign(hosted.begin(), hosted.end());
+        model::Gpt model(local, 21);
+        const eval::ExpertScorer scorer(*model, &groups);
+        auto prior = eval::Prior::updating(E, 0.3);
+        got[size_t(r)] = eval::score_mixture(scorer, windows, prior, {}).score.nll_sum;
+        auto fixed_prior = eval::Prior::fixed(skewed);
+        got_top1[size_t(r)] =
+            eval::score_mixture(scorer, windows, fixed_prior, {eval::PosteriorKind::kPrefix, 1, 4})
+                .score.nll_sum;
+      });
+    for (auto& t : threads) t.join();
+    for (int r = 0; r < W; ++r) {
+      EXPECT_NEAR(got[size_t(r)], expected, 1e-6 * expected) << W << " ranks, rank " << r;
+      EXPECT_NEAR(got_top1[size_t(r)], expected_top1, 1e-6 * expected_top1) << "rank " << r;
+      EXPECT_EQ(got[size_t(r)], got[0]);  // every rank returns the same result
+    }
+    fs::remove(store_path);
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "demix/data/domain_batcher.h"
+#include "demix/dist/process_groups.h"
 #include "demix/eval/domain_posterior.h"
 #include "demix/eval/perplexity.h"
 #include "demix/model/gpt.h"
@@ -19,6 +20,24 @@ namespace demix::eval {
 // log p_j(targets | inputs) for each listed expert j: (B, T, K), one forward over K*B rows.
 at::Tensor expert_logprobs(model::GptImpl& model, const at::Tensor& inputs,
                            const at::Tensor& targets, const std::vector<int64_t>& experts);
+
+// Scores blocks with any list of experts, (B, T, K) float64. In one process: expert_logprobs.
+// Under expert parallelism every rank calls it with the same arguments; each expert's leader
+// scores it and the results are all-gathered, so every rank returns what one process holding
+// all experts would.
+class ExpertScorer {
+ public:
+  ExpertScorer(model::GptImpl& model, dist::ProcessGroups* groups = nullptr)  // NOLINT: implicit
+      : model_(model), groups_(groups) {}
+  at::Tensor operator()(const at::Tensor& inputs, const at::Tensor& targets,
+                        const std::vector<int64_t>& experts) const;
+  model::GptImpl& model() const { return model_; }
+  int64_t n_experts() const { return model_.config().n_experts; }
+
+ private:
+  model::GptImpl& model_;
+  dist::ProcessGroups* groups_;
+};
 
 struct MixtureOptions {
   PosteriorKind posterior = PosteriorKind::kPrefix;
@@ -33,16 +52,16 @@ struct MixtureScore {
 };
 
 // Scores `windows` with the mixture. An updating `prior` is updated after every batch.
-MixtureScore score_mixture(model::GptImpl& model, const data::EvalWindows& windows, Prior& prior,
-                           const MixtureOptions& options);
+MixtureScore score_mixture(const ExpertScorer& scorer, const data::EvalWindows& windows,
+                           Prior& prior, const MixtureOptions& options);
 
 // The cached prior (paper sec. 5.2): run the updating prior over the first `blocks` windows of
 // held-out text of the target domain, then freeze it.
-Prior estimate_prior(model::GptImpl& model, const data::EvalWindows& held_out, int64_t blocks,
+Prior estimate_prior(const ExpertScorer& scorer, const data::EvalWindows& held_out, int64_t blocks,
                      double alpha, const MixtureOptions& options);
 
 // Per-position posterior of one block under `prior`: (T, E) probabilities, for plots.
-at::Tensor block_posterior_trace(model::GptImpl& model, const data::EvalWindows& windows,
+at::Tensor block_posterior_trace(const ExpertScorer& scorer, const data::EvalWindows& windows,
                                  const Prior& prior, PosteriorKind kind);
 
 // Prior files: {"experts": [...], "prior": [...], ...}.

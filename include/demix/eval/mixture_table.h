@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "demix/core/config.h"
-#include "demix/model/gpt.h"
+#include "demix/eval/mixture.h"
 
 namespace demix::eval {
 
@@ -27,7 +27,7 @@ struct MixtureRow {
   std::vector<double> cached_prior;  // (E), estimated on the domain's valid split
 };
 
-std::vector<MixtureRow> mixture_table(model::GptImpl& model, const Config& config);
+std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& config);
 
 std::string format_mixture_table(const std::vector<MixtureRow>& rows);
 std::string posterior_csv(const std::vector<MixtureRow>& rows,
