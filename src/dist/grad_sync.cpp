@@ -1,5 +1,6 @@
 #include "demix/dist/grad_sync.h"
 
+#include <chrono>
 #include <map>
 
 #include "demix/model/gpt.h"
@@ -7,59 +8,109 @@
 namespace demix::dist {
 
 GradSync::GradSync(const std::vector<std::pair<std::string, at::Tensor>>& named_params,
-                   ProcessGroups& groups, int64_t bucket_bytes)
-    : groups_(groups) {
-  std::map<int, std::vector<at::Tensor>> by_owner;  // -1: shared, else expert id
-  for (const auto& [name, p] : named_params)
-    by_owner[int(model::expert_of(name).value_or(-1))].push_back(p);
-  for (auto& [owner, params] : by_owner) {
-    c10d::Backend* group = owner < 0 ? &groups.world() : groups.expert(owner);
-    Bucket bucket{group, owner, {}};
-    int64_t bytes = 0;
-    for (const auto& p : params) {
-      const int64_t size = p.numel() * p.element_size();
-      if (!bucket.params.empty() && bytes + size > bucket_bytes) {
-        buckets_.push_back(bucket);
-        bucket.params.clear();
-        bytes = 0;
-      }
-      bucket.params.push_back(p);
-      bytes += size;
-      if (group) (owner < 0 ? shared_bytes_ : expert_bytes_) += size;
+                   ProcessGroups& groups, int64_t bucket_bytes, bool overlap)
+    : groups_(groups), overlap_(overlap) {
+  // Buckets fill in reverse registration order, roughly the order in which backward produces
+  // gradients, so the first buckets are ready first. Every member of a group builds its buckets
+  // in the same order, which is the order their all-reduces are launched in.
+  std::map<int, size_t> open;  // owner (-1: shared, else expert id) -> its bucket being filled
+  std::map<int, int64_t> open_bytes;
+  for (auto it = named_params.rbegin(); it != named_params.rend(); ++it) {
+    const auto& p = it->second;
+    const int owner = int(model::expert_of(it->first).value_or(-1));
+    const int64_t size = p.numel() * p.element_size();
+    if (!open.count(owner) || open_bytes[owner] + size > bucket_bytes) {
+      Bucket bucket;
+      bucket.group = owner < 0 ? &groups.world() : groups.expert(owner);
+      bucket.expert = owner;
+      open[owner] = buckets_.size();
+      open_bytes[owner] = 0;
+      buckets_.push_back(std::move(bucket));
     }
-    if (!bucket.params.empty()) buckets_.push_back(bucket);
+    auto& bucket = buckets_[open[owner]];
+    if (overlap_) {
+      const size_t b = open[owner], slot = bucket.params.size();
+      hooks_.push_back({p, p.register_hook([this, b, slot](const at::Tensor& grad) {
+                          on_grad(b, slot, grad);
+                        })});
+    }
+    bucket.params.push_back(p);
+    open_bytes[owner] += size;
+    if (bucket.group) (owner < 0 ? shared_bytes_ : expert_bytes_) += size;
   }
+  for (auto& bucket : buckets_) bucket.grads.resize(bucket.params.size());
+}
+
+GradSync::~GradSync() {
+  for (auto& [param, id] : hooks_) param.remove_hook(id);
+}
+
+void GradSync::prepare_for_backward() {
+  armed_ = overlap_;
+  next_launch_ = 0;
+  for (auto& bucket : buckets_) {
+    bucket.ready = 0;
+    bucket.work.reset();
+    bucket.flat = at::Tensor();
+    for (auto& g : bucket.grads) g = at::Tensor();
+  }
+}
+
+void GradSync::on_grad(size_t b, size_t slot, const at::Tensor& grad) {
+  if (!armed_) return;
+  auto& bucket = buckets_[b];
+  // The incoming gradient of this backward, plus what earlier micro-batches accumulated.
+  const auto& accumulated = bucket.params[slot].grad();
+  bucket.grads[slot] = accumulated.defined() ? accumulated + grad : grad.clone();
+  if (++bucket.ready == bucket.params.size()) launch_in_order(/*force=*/false);
+}
+
+void GradSync::launch(Bucket& bucket) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> flat_parts;
+  for (size_t i = 0; i < bucket.params.size(); ++i) {
+    auto& g = bucket.grads[i];
+    if (!g.defined()) {  // not produced by hooks: the accumulated grad, or zeros (every rank joins)
+      const auto& p = bucket.params[i];
+      g = p.grad().defined() ? p.grad() : at::zeros_like(p);
+    }
+    flat_parts.push_back(g.reshape(-1));
+  }
+  bucket.flat = at::cat(flat_parts).mul_(1.0 / double(groups_.world_size()));  // see the header
+  if (bucket.group) {
+    std::vector<at::Tensor> tensors = {bucket.flat};
+    bucket.work = bucket.group->allreduce(tensors);
+  }
+}
+
+void GradSync::launch_in_order(bool force) {
+  while (next_launch_ < buckets_.size() &&
+         (force || buckets_[next_launch_].ready == buckets_[next_launch_].params.size()))
+    launch(buckets_[next_launch_++]);
 }
 
 void GradSync::sync() {
   at::NoGradGuard no_grad;
-  const double scale = 1.0 / double(groups_.world_size());
-  std::vector<std::pair<at::Tensor, c10::intrusive_ptr<c10d::Work>>> pending;
-  std::vector<const Bucket*> launched;
-  for (const auto& bucket : buckets_) {
-    std::vector<at::Tensor> grads;
-    for (const auto& p : bucket.params) {
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);  // every rank must join
-      grads.push_back(p.grad().view(-1));
-    }
-    auto flat = at::cat(grads).mul_(scale);  // (sum over holders) / W, see the header
-    if (!bucket.group) {
-      pending.emplace_back(flat, nullptr);
-    } else {
-      std::vector<at::Tensor> tensors = {flat};
-      pending.emplace_back(flat, bucket.group->allreduce(tensors));
-    }
-    launched.push_back(&bucket);
-  }
-  for (size_t i = 0; i < pending.size(); ++i) {
-    if (pending[i].second) pending[i].second->wait();
+  const auto start = std::chrono::steady_clock::now();
+  if (!armed_) prepare_for_backward();  // no overlap: everything is launched now
+  armed_ = false;
+  overlapped_ = next_launch_;
+  launch_in_order(/*force=*/true);
+  for (auto& bucket : buckets_) {
+    if (bucket.work) bucket.work->wait();
     int64_t offset = 0;
-    for (const auto& p : launched[i]->params) {
+    for (auto& p : bucket.params) {
       const auto n = p.numel();
-      p.mutable_grad().view(-1).copy_(pending[i].first.narrow(0, offset, n));
+      const auto reduced = bucket.flat.narrow(0, offset, n).view_as(p);
+      if (p.grad().defined())
+        p.mutable_grad().copy_(reduced);
+      else
+        p.mutable_grad() = reduced.clone();
       offset += n;
     }
   }
+  last_sync_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 at::Tensor GradSync::global_norm() {

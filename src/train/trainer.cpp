@@ -68,8 +68,8 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   }
   optimizer_ = std::make_unique<AdamW>(named, config_.optim);
   if (groups_)
-    grad_sync_ = std::make_unique<dist::GradSync>(named, *groups_,
-                                                  config_.dist.bucket_mb * (int64_t(1) << 20));
+    grad_sync_ = std::make_unique<dist::GradSync>(
+        named, *groups_, config_.dist.bucket_mb * (int64_t(1) << 20), config_.dist.overlap);
   if (!checkpoint.empty()) {
     load_model(checkpoint, *model_);
     load_optimizer(checkpoint, *optimizer_);
@@ -123,6 +123,7 @@ StepResult Trainer::train_step() {
     const model::Routing routing(batch.domains, device_);
     const auto inputs = batch.inputs.to(device_), targets = batch.targets.to(device_);
     auto row_loss = -model_->token_logprobs(inputs, targets, routing).mean(1);  // (B)
+    if (grad_sync_ && micro == config_.train.grad_accum - 1) grad_sync_->prepare_for_backward();
     (row_loss.mean() * micro_scale).backward();
     loss_sum.index_add_(0, routing.domains(), row_loss.detach());
     rows_seen.index_add_(0, routing.domains(), torch::ones_like(row_loss));
@@ -186,6 +187,10 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
   record.add("step", state_.step).add("train/loss", loss).add("train/lr", r.lr);
   record.add("train/grad_norm", norm).add("perf/tokens_per_s", tokens_per_s);
   record.add("perf/step_s", seconds);
+  if (grad_sync_) {
+    record.add("perf/comm_exposed_s", grad_sync_->last_sync_seconds());
+    record.add("perf/overlapped_buckets", int64_t(grad_sync_->overlapped_buckets()));
+  }
   for (size_t d = 0; d < config_.data.domains.size(); ++d)
     record.add("train/domain/" + config_.data.domains[d] + "/loss",
                domain_loss[int64_t(d)].item<double>());

@@ -18,7 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 using Params = std::map<std::string, at::Tensor>;
 
-Config small(const std::vector<std::string>& domains, int64_t k, const std::string& out) {
+Config small(const std::vector<std::string>& domains, int64_t k, const std::string& out,
+             bool overlap = true) {
   std::string list = "[";
   for (size_t i = 0; i < domains.size(); ++i) list += (i ? "," : "") + domains[i];
   return load_config(
@@ -29,7 +30,8 @@ Config small(const std::vector<std::string>& domains, int64_t k, const std::stri
        // gradients whose true value is ~0 (the attention key bias's is exactly 0)
        // into +-lr updates, and the comparison would measure that amplification of
        // reduction order instead of the gradient synchronisation.
-       "optim.warmup_steps=1", "optim.eps=1e-4", "train.out_dir=" + out});
+       "optim.warmup_steps=1", "optim.eps=1e-4", "train.out_dir=" + out,
+       std::string("dist.overlap=") + (overlap ? "true" : "false")});
 }
 
 Params snapshot(train::Trainer& t) {
@@ -40,9 +42,11 @@ Params snapshot(train::Trainer& t) {
 }
 
 // Runs `steps` optimizer steps on W ranks (threads); returns every rank's parameters. With
-// `checkpoint`, the ranks also write a checkpoint together at the end.
+// `checkpoint`, the ranks also write a checkpoint together at the end; `overlapped` receives each
+// rank's count of buckets whose all-reduce started during the last backward.
 std::vector<Params> run_ranks(int W, const Config& config, int steps,
-                              const std::string& resume = "", bool checkpoint = false) {
+                              const std::string& resume = "", bool checkpoint = false,
+                              std::vector<size_t>* overlapped = nullptr) {
   const auto store_path = fs::temp_directory_path() / ("demix_store_" + std::to_string(::getpid()) +
                                                        "_" + std::to_string(std::rand()));
   auto store = c10::make_intrusive<c10d::FileStore>(store_path.string(), W);
@@ -57,6 +61,7 @@ std::vector<Params> run_ranks(int W, const Config& config, int steps,
         train::Trainer trainer(config, resume, &groups);
         for (int s = 0; s < steps; ++s) trainer.train_step();
         if (checkpoint) trainer.save_checkpoint();
+        if (overlapped) (*overlapped)[size_t(r)] = trainer.grad_sync()->overlapped_buckets();
         params[size_t(r)] = snapshot(trainer);
         groups.barrier();
       } catch (const std::exception& e) {
@@ -75,13 +80,17 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b) {
 
 // Every rank's parameters against the single-process run; shared bit-identical on all ranks,
 // each expert bit-identical on every rank of its group.
-void expect_equivalent(int W, const std::vector<std::string>& domains, int64_t k) {
+void expect_equivalent(int W, const std::vector<std::string>& domains, int64_t k,
+                       bool overlap = true) {
   const auto out = (fs::temp_directory_path() / ("demix_ep_" + std::to_string(W))).string();
   fs::remove_all(out);
   fs::remove_all(out + "_single");
   const int E = int(domains.size());
   const dist::Placement placement(W, E);
-  const auto ranks = run_ranks(W, small(domains, k, out), 3);
+  std::vector<size_t> overlapped(static_cast<size_t>(W));
+  const auto ranks = run_ranks(W, small(domains, k, out, overlap), 3, "", false, &overlapped);
+  for (int r = 0; r < W; ++r)  // with overlap, all-reduces start during backward
+    EXPECT_EQ(overlapped[size_t(r)] > 0, overlap) << "rank " << r;
   train::Trainer single(small(domains, k * placement.replicas(), out + "_single"));
   for (int s = 0; s < 3; ++s) single.train_step();
   const auto reference = snapshot(single);
@@ -110,6 +119,29 @@ void expect_equivalent(int W, const std::vector<std::string>& domains, int64_t k
 
 TEST(ExpertParallelTest, FourRanksTwoExpertsEqualOneProcess) {
   expect_equivalent(4, {"scripture", "python_code"}, 1);
+}
+
+TEST(ExpertParallelTest, FourRanksWithoutOverlapEqualOneProcess) {
+  expect_equivalent(4, {"scripture", "python_code"}, 1, /*overlap=*/false);
+}
+
+TEST(ExpertParallelTest, GradientAccumulationWithOverlapEqualsOneProcess) {
+  // 2 micro-batches of k=1 per rank against one process drawing the same 4 rows per domain.
+  const auto out = (fs::temp_directory_path() / "demix_ep_accum").string();
+  fs::remove_all(out);
+  fs::remove_all(out + "_single");
+  auto config = small({"scripture", "python_code"}, 1, out);
+  config.train.grad_accum = 2;
+  const auto ranks = run_ranks(2, config, 2);
+  auto single_config = small({"scripture", "python_code"}, 1, out + "_single");
+  single_config.train.grad_accum = 2;
+  train::Trainer single(single_config);
+  for (int s = 0; s < 2; ++s) single.train_step();
+  const auto reference = snapshot(single);
+  for (int r = 0; r < 2; ++r)
+    for (const auto& [name, value] : ranks[size_t(r)])
+      EXPECT_LE(relative_difference(value, reference.at(name)), 1e-5)
+          << "rank " << r << " " << name;
 }
 
 TEST(ExpertParallelTest, TwoRanksFourExpertsEqualOneProcess) {

@@ -161,12 +161,15 @@ struct DistConfig {
   std::string backend = "auto";
   int64_t timeout_s = 300;
   int64_t bucket_mb = 25;
+  bool overlap = true;
 
   template <class V>
   void visit(V& v) {
     v("backend", backend, "auto (nccl on cuda, gloo on cpu), gloo or nccl");
-    v("timeout_s", timeout_s, "c10d collective timeout: a dead or hung rank fails the run after it");
+    v("timeout_s", timeout_s,
+      "c10d collective timeout: a dead or hung rank fails the run after it");
     v("bucket_mb", bucket_mb, "gradient all-reduce bucket size in MiB");
+    v("overlap", overlap, "start each bucket's all-reduce during backward, once it is complete");
   }
 };
 

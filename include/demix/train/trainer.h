@@ -44,6 +44,7 @@ class Trainer {
 
   model::GptImpl& model() { return *model_; }
   const TrainState& state() const { return state_; }
+  const dist::GradSync* grad_sync() const { return grad_sync_.get(); }  // nullptr: one process
 
  private:
   void log_step(const StepResult& result, double seconds);
