@@ -133,7 +133,7 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
 std::string resolve_checkpoint(const std::string& path) {
   const fs::path p(path);
   if (fs::exists(p / "meta.json")) return p.string();
-  for (const fs::path root : {p, p / "checkpoints"}) {
+  for (const fs::path& root : {p, p / "checkpoints"}) {
     std::ifstream latest(root / "latest");
     std::string name;
     if (latest >> name && fs::exists(root / name / "meta.json")) return (root / name).string();
