@@ -34,5 +34,6 @@ void add_eval_command(CLI::App& app);    // eval
 void add_prior_command(CLI::App& app);   // prior estimate
 void add_config_command(CLI::App& app);  // config
 void add_launch_command(CLI::App& app);  // launch
+void add_expert_command(CLI::App& app);  // expert list|remove|add|merge
 
 }  // namespace demix::cli

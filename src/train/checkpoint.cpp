@@ -81,6 +81,17 @@ void read_owned(const fs::path& dir, const std::map<std::string, at::Tensor*>& t
 
 }  // namespace
 
+void write_metadata(const std::string& checkpoint, const Config& config, TrainState state) {
+  JsonObject meta;
+  meta.add("format", kFormat)
+      .add("step", state.step)
+      .add("data_cursor", state.data_cursor)
+      .add("experts", expert_domains(config))
+      .add("tokenizer", config.tokenizer.model);
+  write_file_atomic((fs::path(checkpoint) / "meta.json").string(), meta.str() + "\n");
+  write_file_atomic((fs::path(checkpoint) / "config.yaml").string(), to_yaml(config));
+}
+
 std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
                             const AdamW* optimizer, const Config& config, TrainState state,
                             int64_t keep, dist::ProcessGroups* groups) {
@@ -107,15 +118,7 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
   barrier();  // all files are complete
 
   if (rank == 0) {
-    JsonObject meta;
-    meta.add("format", kFormat)
-        .add("step", state.step)
-        .add("data_cursor", state.data_cursor)
-        .add("experts", domains)
-        .add("world_size", placement.world_size())
-        .add("tokenizer", config.tokenizer.model);
-    write_file_atomic((tmp / "meta.json").string(), meta.str() + "\n");
-    write_file_atomic((tmp / "config.yaml").string(), to_yaml(config));
+    write_metadata(tmp.string(), config, state);
     fs::remove_all(final_dir);
     fs::rename(tmp, final_dir);
     write_file_atomic((root / "latest").string(), step_name(state.step) + "\n");

@@ -41,6 +41,9 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
                             const AdamW* optimizer, const Config& config, TrainState state,
                             int64_t keep, dist::ProcessGroups* groups = nullptr);
 
+// Writes meta.json and config.yaml of a checkpoint directory (the expert order is data.domains).
+void write_metadata(const std::string& checkpoint, const Config& config, TrainState state);
+
 // A checkpoint directory, or a run directory / checkpoints directory (then its `latest`).
 std::string resolve_checkpoint(const std::string& path);
 

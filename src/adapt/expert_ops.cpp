@@ -1,0 +1,164 @@
+#include "demix/adapt/expert_ops.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <numeric>
+
+#include "demix/core/error.h"
+#include "demix/core/hash.h"
+#include "demix/core/safetensors.h"
+#include "demix/data/tokenizer.h"
+#include "demix/train/checkpoint.h"
+
+namespace demix::adapt {
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path expert_file(const fs::path& checkpoint, const std::string& domain) {
+  return checkpoint / "experts" / (domain + ".safetensors");
+}
+fs::path optimizer_file(const fs::path& checkpoint, const std::string& domain) {
+  return checkpoint / "optimizer" / "experts" / (domain + ".safetensors");
+}
+
+Config demix_config(const std::string& checkpoint) {
+  auto config = train::checkpoint_config(checkpoint);
+  if (config.n_experts() == 0) throw Error(checkpoint + ": a dense model has no experts");
+  return config;
+}
+
+void require_domain(const Config& config, const std::string& checkpoint, const std::string& d) {
+  const auto& domains = config.data.domains;
+  if (std::find(domains.begin(), domains.end(), d) == domains.end())
+    throw Error(checkpoint + ": no expert for domain '" + d + "' (experts: " + [&] {
+      std::string list;
+      for (const auto& x : domains) list += (list.empty() ? "" : ", ") + x;
+      return list;
+    }() + ")");
+}
+
+// Copies `checkpoint` to `out`.tmp, lets `edit` change it and the config, writes the metadata
+// and renames it into place. On an error the temporary directory is removed.
+void derive(const std::string& checkpoint, const std::string& out,
+            const std::function<void(const fs::path& dir, Config& config)>& edit) {
+  const auto source = train::resolve_checkpoint(checkpoint);
+  if (fs::exists(out)) throw Error(out + ": already exists (choose a new --out)");
+  const fs::path tmp = out + ".tmp";
+  fs::remove_all(tmp);
+  try {
+    fs::copy(source, tmp, fs::copy_options::recursive);
+    for (const auto* name : {"eval.json", "mixture"}) fs::remove_all(tmp / name);  // stale reports
+    auto config = train::checkpoint_config(source);
+    edit(tmp, config);
+    config.validate(out);
+    train::write_metadata(tmp.string(), config, train::checkpoint_state(source));
+    fs::rename(tmp, out);
+  } catch (...) {
+    fs::remove_all(tmp);
+    throw;
+  }
+}
+
+}  // namespace
+
+uint64_t shared_fingerprint(const std::string& checkpoint) {
+  return hash_string(0, data::read_file((fs::path(checkpoint) / "shared.safetensors").string()));
+}
+
+std::vector<ExpertInfo> list_experts(const std::string& checkpoint_or_run) {
+  const auto checkpoint = train::resolve_checkpoint(checkpoint_or_run);
+  std::vector<ExpertInfo> out;
+  for (const auto& domain : demix_config(checkpoint).data.domains) {
+    ExpertInfo info;
+    info.domain = domain;
+    const auto file = expert_file(checkpoint, domain);
+    for (const auto& [name, t] : load_safetensors(file.string())) info.parameters += t.numel();
+    info.bytes = int64_t(fs::file_size(file));
+    const auto optimizer = optimizer_file(checkpoint, domain);
+    if (fs::exists(optimizer))
+      for (const auto& [name, t] : load_safetensors(optimizer.string()))
+        if (name.rfind("step/", 0) == 0)
+          info.steps = std::max(info.steps, int64_t(t.item<float>()));
+    out.push_back(info);
+  }
+  return out;
+}
+
+void remove_expert(const std::string& checkpoint, const std::string& domain,
+                   const std::string& out) {
+  const auto source = train::resolve_checkpoint(checkpoint);
+  auto config = demix_config(source);
+  require_domain(config, source, domain);
+  if (config.data.domains.size() == 1)
+    throw Error(source + ": '" + domain + "' is the only expert; a DEMix model needs one");
+  derive(source, out, [&](const fs::path& dir, Config& c) {
+    fs::remove(expert_file(dir, domain));
+    fs::remove(optimizer_file(dir, domain));
+    c.data.domains.erase(std::find(c.data.domains.begin(), c.data.domains.end(), domain));
+    c.data.eval_domains.push_back(domain);
+  });
+}
+
+void add_expert(const std::string& checkpoint, const std::string& from, const std::string& domain,
+                const std::string& out) {
+  const auto source = train::resolve_checkpoint(checkpoint);
+  const auto donor = train::resolve_checkpoint(from);
+  const auto config = demix_config(source);
+  const auto& domains = config.data.domains;
+  if (std::find(domains.begin(), domains.end(), domain) != domains.end())
+    throw Error(source + ": already has an expert for domain '" + domain + "'");
+  require_domain(demix_config(donor), donor, domain);
+  if (shared_fingerprint(source) != shared_fingerprint(donor))
+    throw Error(donor + ": shared parameters differ from " + source +
+                "'s (fingerprint mismatch): its experts were trained on another model");
+  derive(source, out, [&](const fs::path& dir, Config& c) {
+    fs::copy_file(expert_file(donor, domain), expert_file(dir, domain));
+    if (fs::exists(optimizer_file(donor, domain)))
+      fs::copy_file(optimizer_file(donor, domain), optimizer_file(dir, domain));
+    c.data.domains.push_back(domain);
+    auto& novel = c.data.eval_domains;
+    novel.erase(std::remove(novel.begin(), novel.end(), domain), novel.end());
+  });
+}
+
+void merge_experts(const std::string& checkpoint, const std::vector<std::string>& domains,
+                   const std::vector<double>& weights, const std::string& as,
+                   const std::string& out) {
+  const auto source = train::resolve_checkpoint(checkpoint);
+  const auto config = demix_config(source);
+  if (domains.empty()) throw Error("--domains: expected at least one expert to merge");
+  if (weights.size() != domains.size())
+    throw Error("--weights: " + std::to_string(weights.size()) + " weights for " +
+                std::to_string(domains.size()) + " domains");
+  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  if (!(total > 0) || std::any_of(weights.begin(), weights.end(), [](double w) { return w < 0; }))
+    throw Error("--weights: expected non-negative weights with a positive sum");
+  for (const auto& d : domains) require_domain(config, source, d);
+  const auto& existing = config.data.domains;
+  if (std::find(existing.begin(), existing.end(), as) != existing.end())
+    throw Error(source + ": already has an expert for domain '" + as + "' (choose another --as)");
+
+  TensorDict merged;
+  for (size_t i = 0; i < domains.size(); ++i)
+    for (const auto& [name, t] : load_safetensors(expert_file(source, domains[i]).string())) {
+      const auto scaled = t.to(at::kDouble) * (weights[i] / total);
+      merged[name] = merged.count(name) ? merged[name] + scaled : scaled;
+    }
+  for (auto& [name, t] : merged) t = t.to(at::kFloat);
+  derive(source, out, [&](const fs::path& dir, Config& c) {
+    save_safetensors(expert_file(dir, as).string(), merged);
+    const auto template_state = optimizer_file(dir, domains[0]);
+    if (fs::exists(template_state)) {  // a fresh optimizer state of the right shapes
+      auto state = load_safetensors(template_state.string());
+      for (auto& [name, t] : state) t.zero_();
+      save_safetensors(optimizer_file(dir, as).string(), state);
+    }
+    c.data.domains.push_back(as);
+    auto& novel = c.data.eval_domains;
+    novel.erase(std::remove(novel.begin(), novel.end(), as), novel.end());
+  });
+}
+
+}  // namespace demix::adapt
