@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-process launches of `demix train` on the bundled corpus (ctest, Gloo on CPU).
-#   launch_test.sh launch     demix launch -n 2 completes and writes a checkpoint
+#   launch_test.sh launch     demix launch -n 2 completes, and its checkpoint equals (1e-5) that
+#                             of one process trained on the same global batch
 #   launch_test.sh torchrun   torchrun --nproc_per_node=2 --no-python completes likewise
 #   launch_test.sh dead_rank  rank 1 aborts at step 2: the launch exits non-zero within the
 #                             time limit, naming rank 1
@@ -11,20 +12,40 @@ out=build/test_runs/launch_$mode
 rm -rf "$out"
 train=(train --config configs/tiny.yaml --set model.n_layer=2 --set train.steps=4
   --set optim.warmup_steps=1 --set train.log_every=1 --set train.threads=1
-  --set train.eval_tokens=1024 --set dist.timeout_s=20 --set train.out_dir="$out")
+  --set train.eval_tokens=1024 --set dist.timeout_s=20 --set optim.eps=1e-4)
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
 case $mode in
   launch)
-    timeout 300 "$demix" launch -n 2 -- "${train[@]}" || fail "demix launch exited $?"
+    timeout 300 "$demix" launch -n 2 -- "${train[@]}" --set train.out_dir="$out" ||
+      fail "demix launch exited $?"
+    # 2 ranks x 4 experts each (W < E): the global batch is one process's with the same k.
+    rm -rf "$out.single"
+    timeout 300 "$demix" "${train[@]}" --set train.out_dir="$out.single" >/dev/null 2>&1 ||
+      fail "the single-process run failed"
+    .venv/bin/python - "$out" "$out.single" <<'PY' || fail "ranks and one process differ"
+import glob, os, sys
+from safetensors.torch import load_file
+a, b = (os.path.join(d, "checkpoints", "step_00000004") for d in sys.argv[1:])
+worst = 0.0
+for path in sorted(glob.glob(os.path.join(a, "**", "*.safetensors"), recursive=True)):
+    other = load_file(os.path.join(b, os.path.relpath(path, a)))
+    for name, t in load_file(path).items():
+        ref = other[name]
+        worst = max(worst, ((t - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item())
+print(f"max relative difference, 2 ranks vs 1 process: {worst:.2e}")
+sys.exit(0 if worst <= 1e-5 else 1)
+PY
     ;;
   torchrun)
     timeout 300 .venv/bin/torchrun --standalone --nproc_per_node=2 --no-python \
-      "$demix" "${train[@]}" || fail "torchrun exited $?"
+      "$demix" "${train[@]}" --set train.out_dir="$out" || fail "torchrun exited $?"
     ;;
   dead_rank)
     start=$SECONDS
-    DEMIX_FAULT_ABORT=1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" 2>"$out.stderr"
+    mkdir -p "$(dirname "$out")"
+    DEMIX_FAULT_ABORT=1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" \
+      --set train.out_dir="$out" 2>"$out.stderr"
     code=$?
     cat "$out.stderr" >&2
     [ $code -ne 0 ] || fail "the launch exited 0 although rank 1 aborted"
