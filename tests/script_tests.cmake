@@ -30,3 +30,9 @@ foreach(mode launch torchrun dead_rank)
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(dist.${mode} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 400 RUN_SERIAL ON)
 endforeach()
+
+# The domain posterior and mixture against NumPy, on the posterior dump of the DEMix parity run.
+add_test(NAME parity.posterior.check
+         COMMAND ${DEMIX_PYTHON} tests/eval/posterior_check.py ${CMAKE_BINARY_DIR}/parity_demix
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(parity.posterior.check PROPERTIES FIXTURES_REQUIRED parity_demix)

@@ -11,6 +11,8 @@
 
 #include "demix/core/config.h"
 #include "demix/core/error.h"
+#include "demix/core/safetensors.h"
+#include "demix/eval/domain_posterior.h"
 #include "demix/train/checkpoint.h"
 #include "demix/train/optimizer.h"
 
@@ -52,6 +54,24 @@ int main(int argc, char** argv) try {
   demix::save_safetensors(
       out + "/logits.safetensors",
       {{"tokens", tokens}, {"domains", torch::tensor(domains)}, {"logits", logits}});
+  // The domain posterior on synthetic, very negative log-probabilities of long blocks, for the
+  // NumPy check in parity_check.py --posterior.
+  const auto expert_logprobs = -(torch::rand({2, 2048, 4}, torch::kDouble) * 30.0 + 0.01);
+  const auto log_prior = torch::tensor({0.1, 0.2, 0.3, 0.4}, torch::kDouble).log();
+  demix::TensorDict posterior;
+  posterior["expert_logprobs"] = expert_logprobs;
+  posterior["log_prior"] = log_prior;
+  for (const auto& [name, kind] :
+       {std::pair{"prefix", demix::eval::PosteriorKind::kPrefix},
+        std::pair{"last_token", demix::eval::PosteriorKind::kLastToken}}) {
+    const auto log_post = demix::eval::log_posterior(expert_logprobs, log_prior, kind);
+    posterior[std::string(name) + "/log_posterior"] = log_post;
+    posterior[std::string(name) + "/mixture"] =
+        demix::eval::mixture_logprobs(expert_logprobs, log_post);
+    posterior[std::string(name) + "/block"] =
+        demix::eval::log_block_posterior(expert_logprobs, log_prior, kind);
+  }
+  demix::save_safetensors(out + "/posterior.safetensors", posterior);
   std::cout << checkpoint << "\n";
   return 0;
 } catch (const std::exception& e) {
