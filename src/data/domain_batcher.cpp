@@ -48,7 +48,7 @@ int64_t DomainBatcher::draw_domain(uint64_t draw, int64_t row) const {
 
 Batch DomainBatcher::next() {
   const uint64_t draw = cursor_++;
-  const int64_t rows = per_domain_ * int64_t(domains_.size());
+  const int64_t rows = this->rows();
   Batch batch;
   if (sampling_ == Sampling::kBalanced) {
     for (auto d : domains_) batch.domains.insert(batch.domains.end(), size_t(per_domain_), d);
@@ -81,9 +81,9 @@ EvalWindows windows_of(const uint16_t* tokens, int64_t size, int64_t seq_len, in
   int64_t n = (size - 1) / seq_len;
   if (max_tokens > 0) n = std::min(n, std::max<int64_t>(1, max_tokens / seq_len));
   if (n <= 0)
-    throw Error(source + ": " + std::to_string(size) +
-                " tokens, too few for one evaluation window of seq_len+1=" +
-                std::to_string(seq_len + 1));
+    throw Error(
+        source + ": " + std::to_string(size) +
+        " tokens, too few for one evaluation window of seq_len+1=" + std::to_string(seq_len + 1));
   auto windows = at::empty({n, seq_len + 1}, at::kLong);
   auto* out = windows.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {

@@ -36,40 +36,9 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   if (config_.train.threads > 0) at::set_num_threads(int(config_.train.threads));
   const auto checkpoint = find_resume(config_, resume);
 
-  // This rank draws k sequences for each domain it hosts (every domain in a dense model), as
-  // replica `replica` of those domains: rows [replica*k, (replica+1)*k) of the global batch.
-  const auto E = int64_t(config_.data.domains.size());
-  const int64_t k = config_.data.sequences_per_domain;
   const auto hosted = placement_.experts_on(rank_);
-  std::vector<int64_t> drawn(hosted.begin(), hosted.end());
-  int64_t first_row = hosted.empty() ? 0 : placement_.replica_of(rank_, hosted[0]) * k;
-  if (config_.n_experts() == 0) {
-    for (int64_t d = 0; d < E; ++d) drawn.push_back(d);
-    first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
-  }
-  std::vector<const data::TokenFile*> files;
-  for (const auto& domain : config_.data.domains) {
-    train_files_.push_back(data::open_split(config_, domain, "train"));
-    valid_files_.push_back(data::open_split(config_, domain, "valid"));
-    files.push_back(train_files_.back().get());
-  }
-  batcher_ = std::make_unique<data::DomainBatcher>(files, drawn, k, config_.model.seq_len,
-                                                   data::parse_sampling(config_.data.sampling),
-                                                   config_.data.seed, first_row);
-
-  auto gpt_config = model::GptConfig::from(config_);
-  gpt_config.local_experts = std::vector<int64_t>(hosted.begin(), hosted.end());
-  model_ = model::Gpt(gpt_config, config_.train.seed);
-  model_->to(device_);
-  std::vector<std::pair<std::string, at::Tensor>> named;
-  for (const auto& item : model_->named_parameters()) {
-    named.emplace_back(item.key(), item.value());
-    params_.push_back(item.value());
-  }
-  optimizer_ = std::make_unique<AdamW>(named, config_.optim);
-  if (groups_)
-    grad_sync_ = std::make_unique<dist::GradSync>(
-        named, *groups_, config_.dist.bucket_mb * (int64_t(1) << 20), config_.dist.overlap);
+  open_data(hosted);
+  build_model(hosted);
   if (!checkpoint.empty()) {
     load_model(checkpoint, *model_);
     load_optimizer(checkpoint, *optimizer_);
@@ -98,12 +67,49 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       "{} train tokens/step over {} ranks",
       rank_, model_->num_params() / 1e6, model_->num_params(false) / 1e6, hosted.size(),
       config_.n_experts(),
-      config_.train.grad_accum * k * int64_t(drawn.size()) * config_.model.seq_len *
-          placement_.world_size(),
+      config_.train.grad_accum * batcher_->rows() * config_.model.seq_len * placement_.world_size(),
       placement_.world_size());
   if (grad_sync_)
     spdlog::info("all-reduce per step on rank {}: {:.2f} MB shared, {:.2f} MB expert", rank_,
                  grad_sync_->shared_bytes() / 1e6, grad_sync_->expert_bytes() / 1e6);
+}
+
+void Trainer::open_data(const std::vector<int>& hosted) {
+  // This rank draws k sequences for each domain it hosts (every domain in a dense model), as
+  // replica q of those domains: the domain's rows [q*k, (q+1)*k) of the global batch.
+  const auto E = int64_t(config_.data.domains.size());
+  const int64_t k = config_.data.sequences_per_domain;
+  std::vector<int64_t> drawn(hosted.begin(), hosted.end());
+  int64_t first_row = hosted.empty() ? 0 : placement_.replica_of(rank_, hosted[0]) * k;
+  if (config_.n_experts() == 0) {
+    for (int64_t d = 0; d < E; ++d) drawn.push_back(d);
+    first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
+  }
+  std::vector<const data::TokenFile*> files;
+  for (const auto& domain : config_.data.domains) {
+    train_files_.push_back(data::open_split(config_, domain, "train"));
+    valid_files_.push_back(data::open_split(config_, domain, "valid"));
+    files.push_back(train_files_.back().get());
+  }
+  batcher_ = std::make_unique<data::DomainBatcher>(files, drawn, k, config_.model.seq_len,
+                                                   data::parse_sampling(config_.data.sampling),
+                                                   config_.data.seed, first_row);
+}
+
+void Trainer::build_model(const std::vector<int>& hosted) {
+  auto gpt_config = model::GptConfig::from(config_);
+  gpt_config.local_experts = std::vector<int64_t>(hosted.begin(), hosted.end());
+  model_ = model::Gpt(gpt_config, config_.train.seed);
+  model_->to(device_);
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& item : model_->named_parameters()) {
+    named.emplace_back(item.key(), item.value());
+    params_.push_back(item.value());
+  }
+  optimizer_ = std::make_unique<AdamW>(named, config_.optim);
+  if (groups_)
+    grad_sync_ = std::make_unique<dist::GradSync>(
+        named, *groups_, config_.dist.bucket_mb * (int64_t(1) << 20), config_.dist.overlap);
 }
 
 StepResult Trainer::train_step() {

@@ -38,6 +38,7 @@ class DomainBatcher {
                 int64_t first_row = 0);
 
   Batch next();
+  int64_t rows() const { return per_domain_ * int64_t(domains_.size()); }  // per batch
   uint64_t cursor() const { return cursor_; }
   void set_cursor(uint64_t cursor) { cursor_ = cursor; }
 
