@@ -8,19 +8,14 @@
 #include "demix/core/error.h"
 #include "demix/train/checkpoint.h"
 #include "demix/train/optimizer.h"
+#include "support/small_config.h"
 
 namespace demix::adapt {
 namespace {
 namespace fs = std::filesystem;
 
 Config small_config() {
-  Config c;
-  c.model.vocab_size = 40;
-  c.model.seq_len = 8;
-  c.model.d_model = 16;
-  c.model.n_layer = 2;
-  c.model.n_head = 2;
-  c.data.domains = {"alpha", "beta", "gamma"};
+  Config c = test_support::small_config();
   c.data.eval_domains = {"delta"};
   return c;
 }

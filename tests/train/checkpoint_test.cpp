@@ -7,20 +7,12 @@
 
 #include "demix/core/error.h"
 #include "demix/train/optimizer.h"
+#include "support/small_config.h"
 
 namespace demix::train {
 namespace {
 
-Config small_config() {
-  Config c;
-  c.model.vocab_size = 40;
-  c.model.seq_len = 8;
-  c.model.d_model = 16;
-  c.model.n_layer = 2;
-  c.model.n_head = 2;
-  c.data.domains = {"alpha", "beta", "gamma"};
-  return c;
-}
+using test_support::small_config;
 
 std::vector<std::pair<std::string, at::Tensor>> named(model::GptImpl& m) {
   std::vector<std::pair<std::string, at::Tensor>> out;
