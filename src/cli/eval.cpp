@@ -168,10 +168,7 @@ void add_eval_command(CLI::App& app) {
       if (!args->text.empty()) {
         targets.emplace_back(args->text, text_windows(m, args->text));
       } else {
-        auto domains = m.config.data.domains;
-        domains.insert(domains.end(), m.config.data.eval_domains.begin(),
-                       m.config.data.eval_domains.end());
-        for (const auto& d : domains)
+        for (const auto& d : m.config.all_domains())
           targets.emplace_back(
               d, data::eval_windows(*data::open_split(m.config, d, "test"), m.config.model.seq_len,
                                     m.config.eval.max_tokens));

@@ -59,8 +59,7 @@ int encode_corpus(const Config& config) {
                 std::to_string(tokenizer.vocab_size()) +
                 " pieces, but model.vocab_size=" + std::to_string(config.model.vocab_size));
   std::vector<std::pair<std::string, std::string>> todo;  // (text, tokens)
-  auto domains = config.data.domains;
-  domains.insert(domains.end(), config.data.eval_domains.begin(), config.data.eval_domains.end());
+  const auto domains = config.all_domains();
   for (const auto& domain : domains) {
     for (const auto& split : kSplits) {
       const auto text = text_path(config, domain, split);

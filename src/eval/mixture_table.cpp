@@ -25,8 +25,7 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
   const auto& ec = config.eval;
   const auto E = int64_t(config.data.domains.size());
   const MixtureOptions options{parse_posterior(ec.posterior), 0, ec.batch_size};
-  auto domains = config.data.domains;
-  domains.insert(domains.end(), config.data.eval_domains.begin(), config.data.eval_domains.end());
+  const auto domains = config.all_domains();
   std::vector<MixtureRow> rows;
   for (size_t i = 0; i < domains.size(); ++i) {
     MixtureRow row;
@@ -35,14 +34,13 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
     const auto test = data::open_split(config, row.domain, "test");
     const auto valid = data::open_split(config, row.domain, "valid");
     const auto windows = data::eval_windows(*test, config.model.seq_len, ec.mix_max_tokens);
-    auto ppl = [&](const SplitScore& s) { return std::exp(s.nll_sum / double(s.tokens)); };
     auto add = [&](const std::string& name, Prior prior, int64_t top_k) {
       MixtureOptions o = options;
       o.top_k = top_k;
       MixtureScore score;
       const double seconds = timed([&] { score = score_mixture(scorer, windows, prior, o); });
       row.tokens = score.score.tokens;
-      row.variants.push_back({name, ppl(score.score), seconds});
+      row.variants.push_back({name, score.score.perplexity(), seconds});
     };
 
     if (row.trained) {  // known-domain top-1: a one-hot prior with k = 1 runs only expert i

@@ -22,8 +22,7 @@ TEST(TokenizerTest, DecodeEncodeIsTheIdentityOnEveryDomain) {
   const auto config = tiny();
   const data::Tokenizer tokenizer(config.tokenizer.model);
   EXPECT_EQ(tokenizer.vocab_size(), config.model.vocab_size);
-  auto domains = config.data.domains;
-  domains.insert(domains.end(), config.data.eval_domains.begin(), config.data.eval_domains.end());
+  const auto domains = config.all_domains();
   for (const auto& domain : domains) {
     const auto docs =
         data::split_documents(data::read_file(data::text_path(config, domain, "valid")));

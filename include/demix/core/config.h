@@ -196,6 +196,12 @@ struct Config {
   // Cross-field rules; throws Error naming the fields and values. `source` prefixes messages.
   void validate(const std::string& source) const;
 
+  // Training domains, then the novel ones: every domain with text to encode and evaluate.
+  std::vector<std::string> all_domains() const {
+    auto all = data.domains;
+    all.insert(all.end(), data.eval_domains.begin(), data.eval_domains.end());
+    return all;
+  }
   int64_t n_experts() const { return model.ff == "demix" ? int64_t(data.domains.size()) : 0; }
   int64_t d_ff() const { return model.d_ff > 0 ? model.d_ff : 4 * model.d_model; }
 };
