@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   demix::cli::add_config_command(app);
   demix::cli::add_launch_command(app);
   demix::cli::add_expert_command(app);
+  demix::cli::add_adapt_command(app);
   spdlog::set_pattern("[%H:%M:%S] %v");
   try {
     app.parse(argc, argv);

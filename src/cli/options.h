@@ -35,5 +35,6 @@ void add_prior_command(CLI::App& app);   // prior estimate
 void add_config_command(CLI::App& app);  // config
 void add_launch_command(CLI::App& app);  // launch
 void add_expert_command(CLI::App& app);  // expert list|remove|add|merge
+void add_adapt_command(CLI::App& app);   // adapt
 
 }  // namespace demix::cli

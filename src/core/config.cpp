@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -254,6 +255,15 @@ void Config::validate(const std::string& source) const {
   if (train.threads < 0 || train.eval_every < 0 || train.checkpoint_every < 0)
     fail("train.threads, eval_every, checkpoint_every: expected >= 0");
   if (train.out_dir.empty()) fail("train.out_dir: expected a directory");
+  for (const auto& d : train.train_domains)
+    if (std::find(data.domains.begin(), data.domains.end(), d) == data.domains.end())
+      fail("train.train_domains has '" + d + "': expected one of data.domains");
+  if (train.trainable != "all" && train.trainable != "experts" && train.trainable != "ff")
+    fail("train.trainable=" + train.trainable + ": expected all, experts or ff");
+  if (train.trainable == "experts" && model.ff != "demix")
+    fail("train.trainable=experts needs model.ff=demix");
+  if (adapt.init != "closest" && adapt.init != "merge")
+    fail("adapt.init=" + adapt.init + ": expected closest or merge");
 
   for (const auto& s : eval.splits)
     if (s != "train" && s != "valid" && s != "test")

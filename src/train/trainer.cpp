@@ -1,5 +1,6 @@
 #include "demix/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -85,6 +86,17 @@ void Trainer::open_data(const std::vector<int>& hosted) {
     for (int64_t d = 0; d < E; ++d) drawn.push_back(d);
     first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
   }
+  const auto& only = config_.train.train_domains;  // adaptation: draw the new domain alone
+  if (!only.empty())
+    drawn.erase(std::remove_if(drawn.begin(), drawn.end(),
+                               [&](int64_t d) {
+                                 return std::find(only.begin(), only.end(),
+                                                  config_.data.domains[size_t(d)]) == only.end();
+                               }),
+                drawn.end());
+  if (drawn.empty())
+    throw Error("rank " + std::to_string(rank_) + " hosts none of train.train_domains: run " +
+                "adaptation on the ranks of the new expert only");
   std::vector<const data::TokenFile*> files;
   for (const auto& domain : config_.data.domains) {
     train_files_.push_back(data::open_split(config_, domain, "train"));
@@ -96,13 +108,34 @@ void Trainer::open_data(const std::vector<int>& hosted) {
                                                    config_.data.seed, first_row);
 }
 
+bool Trainer::is_trainable(const std::string& name) const {
+  const auto& mode = config_.train.trainable;
+  if (mode == "all") return true;
+  if (mode == "ff") return name.find(".ff.") != std::string::npos;
+  const auto expert = model::expert_of(name);  // "experts": only those of train_domains
+  if (!expert) return false;
+  const auto& domain = config_.data.domains[size_t(*expert)];
+  const auto& only = config_.train.train_domains;
+  return only.empty() || std::find(only.begin(), only.end(), domain) != only.end();
+}
+
 void Trainer::build_model(const std::vector<int>& hosted) {
   auto gpt_config = model::GptConfig::from(config_);
   gpt_config.local_experts = std::vector<int64_t>(hosted.begin(), hosted.end());
   model_ = model::Gpt(gpt_config, config_.train.seed);
+  if (!config_.train.init_from.empty()) {
+    const auto init = resolve_checkpoint(config_.train.init_from);
+    if (config_.n_experts() > 0 && checkpoint_config(init).data.domains != config_.data.domains)
+      throw Error("train.init_from=" + init + ": its experts (data.domains) differ from the run's");
+    load_model(init, *model_);
+  }
   model_->to(device_);
-  std::vector<std::pair<std::string, at::Tensor>> named;
-  for (const auto& item : model_->named_parameters()) {
+  std::vector<std::pair<std::string, at::Tensor>> named;  // the trainable parameters
+  for (auto& item : model_->named_parameters()) {
+    if (!is_trainable(item.key())) {
+      item.value().set_requires_grad(false);  // frozen: no gradient, no optimizer state
+      continue;
+    }
     named.emplace_back(item.key(), item.value());
     params_.push_back(item.value());
   }

@@ -114,6 +114,9 @@ struct TrainConfig {
   int64_t eval_tokens = 8192;
   int64_t checkpoint_every = 0;
   int64_t keep_checkpoints = 2;
+  std::string init_from;
+  std::vector<std::string> train_domains;
+  std::string trainable = "all";
 
   template <class V>
   void visit(V& v) {
@@ -128,6 +131,11 @@ struct TrainConfig {
     v("eval_tokens", eval_tokens, "validation tokens per domain in each pass");
     v("checkpoint_every", checkpoint_every, "steps between checkpoints; 0 = only at the end");
     v("keep_checkpoints", keep_checkpoints, "number of newest checkpoints kept");
+    v("init_from", init_from, "checkpoint whose parameters start a fresh run (adaptation)");
+    v("train_domains", train_domains, "domains the batches are drawn from; [] = data.domains");
+    v("trainable", trainable,
+      "all; experts (only the experts of train_domains, all else frozen: DEMix-DAPT); "
+      "or ff (only FF layers)");
   }
 };
 
@@ -173,6 +181,21 @@ struct DistConfig {
   }
 };
 
+struct AdaptConfig {
+  std::string base;
+  std::string domain;
+  std::string init = "closest";
+
+  template <class V>
+  void visit(V& v) {
+    v("base", base, "checkpoint (or run directory) to adapt");
+    v("domain", domain, "the new domain (its corpus text must exist)");
+    v("init", init,
+      "DEMix: the new expert starts from the closest expert by cached prior "
+      "(closest) or the prior-weighted average of all experts (merge)");
+  }
+};
+
 struct Config {
   ModelConfig model;
   DataConfig data;
@@ -181,6 +204,7 @@ struct Config {
   TrainConfig train;
   EvalConfig eval;
   DistConfig dist;
+  AdaptConfig adapt;
 
   template <class V>
   void visit_sections(V& v) {
@@ -191,6 +215,7 @@ struct Config {
     v("train", train);
     v("eval", eval);
     v("dist", dist);
+    v("adapt", adapt);
   }
 
   // Cross-field rules; throws Error naming the fields and values. `source` prefixes messages.

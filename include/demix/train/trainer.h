@@ -47,8 +47,9 @@ class Trainer {
   const dist::GradSync* grad_sync() const { return grad_sync_.get(); }  // nullptr: one process
 
  private:
-  void open_data(const std::vector<int>& hosted);    // token files and this rank's stream
-  void build_model(const std::vector<int>& hosted);  // model, optimizer, gradient sync
+  void open_data(const std::vector<int>& hosted);          // token files and this rank's stream
+  void build_model(const std::vector<int>& hosted);        // model, optimizer, gradient sync
+  bool is_trainable(const std::string& param_name) const;  // train.trainable
   void log_step(const StepResult& result, double seconds);
   void all_reduce_sum(at::Tensor& tensor);  // over the world group
 
