@@ -120,6 +120,18 @@ TEST(ConfigTest, RejectsMalformedOverride) {
   expect_error(kMinimal, {"optim.lr"}, "--set optim.lr: expected section.key=value");
 }
 
+TEST(ConfigTest, RejectsTrainDomainOutsideTheDomains) {
+  expect_error(kMinimal, {"train.train_domains=[c]"},
+               "train.train_domains has 'c': expected one of data.domains");
+}
+TEST(ConfigTest, RejectsExpertOnlyTrainingOfADenseModel) {
+  expect_error(kMinimal, {"model.ff=dense", "train.trainable=experts"},
+               "train.trainable=experts needs model.ff=demix");
+}
+TEST(ConfigTest, RejectsUnknownAdaptInit) {
+  expect_error(kMinimal, {"adapt.init=random"}, "adapt.init=random: expected closest or merge");
+}
+
 TEST(ConfigTest, RejectsMissingFile) {
   try {
     load_config("/nonexistent/demix.yaml");
