@@ -4,10 +4,13 @@
 #   STEPS=600 bash scripts/experiments/novel_domains.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 out=$(results_dir novel_domains)
+MIX_TOKENS=$(build/demix config --config configs/tiny.yaml --get eval.mix_max_tokens)
 for name in tiny_dense tiny_dense_balanced; do
   run=$(train_model "$name" "configs/$name.yaml")
   cp "$run/config.yaml" "$out/$name.config.yaml"
-  build/demix eval "$run" --set eval.splits=[test] --output "$out/$name.eval.json" >/dev/null
+  # the same test tokens as the mixing table: eval.mix_max_tokens from the start of each split
+  build/demix eval "$run" --set eval.splits=[test] --set eval.max_tokens="$MIX_TOKENS" \
+    --output "$out/$name.eval.json" >/dev/null
 done
 run=$(train_model tiny configs/tiny.yaml)
 cp "$run/config.yaml" "$out/tiny.config.yaml"
