@@ -84,15 +84,15 @@ std::string format_posterior(const std::vector<std::string>& experts,
 void mixture_report(EvalModel& m, const std::string& out) {
   require_experts(m);
   const auto rows = eval::mixture_table(m.scorer(), m.config);
-  if (!m.writes()) {  // the posterior trace below is collective too
-    const auto& domains =
-        m.config.data.eval_domains.empty() ? m.config.data.domains : m.config.data.eval_domains;
-    const auto file = data::open_split(m.config, domains[0], "test");
-    eval::block_posterior_trace(
-        m.scorer(), data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
-        eval::Prior::uniform(m.config.n_experts()), eval::parse_posterior(m.config.eval.posterior));
-    return;
-  }
+  // The posterior over positions of one block of the first novel domain (else the first one);
+  // collective under a launch, so every rank computes it.
+  const auto& domains =
+      m.config.data.eval_domains.empty() ? m.config.data.domains : m.config.data.eval_domains;
+  const auto file = data::open_split(m.config, domains[0], "test");
+  const auto trace = eval::block_posterior_trace(
+      m.scorer(), data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
+      eval::Prior::uniform(m.config.n_experts()), eval::parse_posterior(m.config.eval.posterior));
+  if (!m.writes()) return;
   const auto table = eval::format_mixture_table(rows);
   std::cout << "test perplexity (" << m.config.eval.mix_max_tokens
             << " tokens per domain; cached prior from " << m.config.eval.prior_blocks
@@ -102,13 +102,6 @@ void mixture_report(EvalModel& m, const std::string& out) {
   write_file_atomic(out + "/mixture.json", eval::mixture_json(rows, m.experts()));
   write_file_atomic(out + "/posterior.csv", eval::posterior_csv(rows, m.experts()));
 
-  // The posterior over positions of one block of the first novel domain (else the first one).
-  const auto& domains =
-      m.config.data.eval_domains.empty() ? m.config.data.domains : m.config.data.eval_domains;
-  const auto file = data::open_split(m.config, domains[0], "test");
-  const auto trace = eval::block_posterior_trace(
-      m.scorer(), data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
-      eval::Prior::uniform(m.config.n_experts()), eval::parse_posterior(m.config.eval.posterior));
   std::string csv = "position";
   for (const auto& e : m.experts()) csv += "," + e;
   csv += "\n";
