@@ -13,9 +13,13 @@ results_dir() {  # results/<experiment>/<timestamp>/
   echo "$dir"
 }
 
-train_model() {  # train_model NAME CONFIG: results/models/NAME-STEPS, trained once
-  local out="results/models/$1-$STEPS"
-  build/demix train --config "$2" --resume auto --set train.steps="$STEPS" \
-    --set train.out_dir="$out" --set train.eval_every=0 >&2
+train_model() {  # train_model NAME CONFIG [--set ...]: results/models/NAME-STEPS, trained once
+  local out="results/models/$1-$STEPS" config=$2
+  shift 2
+  build/demix train --config "$config" --resume auto --set train.steps="$STEPS" \
+    --set train.out_dir="$out" --set train.eval_every=0 "$@" >&2
   echo "$out"
 }
+
+# The novel-domain tables score every model on the same test tokens: this many per domain.
+MIX_TOKENS=$(build/demix config --config configs/tiny.yaml --get eval.mix_max_tokens)

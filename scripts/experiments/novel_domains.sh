@@ -4,7 +4,6 @@
 #   STEPS=600 bash scripts/experiments/novel_domains.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 out=$(results_dir novel_domains)
-MIX_TOKENS=$(build/demix config --config configs/tiny.yaml --get eval.mix_max_tokens)
 for name in tiny_dense tiny_dense_balanced; do
   run=$(train_model "$name" "configs/$name.yaml")
   cp "$run/config.yaml" "$out/$name.config.yaml"

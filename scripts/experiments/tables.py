@@ -1,8 +1,11 @@
 """Tables and plots of the experiment drivers, from the JSON reports that `demix eval` writes.
 
-usage: tables.py EXPERIMENT RESULTS_DIR LABEL=NAME ...
+usage: tables.py in_domain|novel_domains RESULTS_DIR LABEL=NAME ...
+       tables.py dapt|removal RESULTS_DIR DOMAIN ...
   NAME.eval.json: a `demix eval` report (known-domain / dense perplexities per domain);
   NAME/mixture.json: a `demix eval --mixture` report (one column per prior).
+  dapt: demix_before/, dense_before.eval.json, demix_DOMAIN/, dense_DOMAIN.eval.json;
+  removal: full/, removed_DOMAIN/, leave_one_out_DOMAIN/ (see scripts/experiments/*.sh).
 Writes RESULTS_DIR/table.md, table.json and table.png, and prints the table.
 """
 
@@ -17,23 +20,135 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def eval_report(path):
+    """{domain: test perplexity} of a `demix eval` report."""
+    scores = json.load(open(path))["scores"]
+    return {s["domain"]: s["perplexity"] for s in scores if s["split"] == "test"}
+
+
+def mixture_report(path):
+    """{variant: {domain: test perplexity}} and {domain: role} of a `demix eval --mixture` report."""
+    rows = json.load(open(os.path.join(path, "mixture.json")))["domains"]
+    variants = {}
+    for row in rows:
+        for variant, ppl in row["perplexity"].items():
+            if ppl is not None and not (isinstance(ppl, float) and math.isnan(ppl)):
+                variants.setdefault(variant, {})[row["domain"]] = ppl
+    return variants, {row["domain"]: row["role"] for row in rows}
+
+
 def columns(results, label, name):
     """{column label: {domain: test perplexity}} for one model."""
     plain = os.path.join(results, f"{name}.eval.json")
     if os.path.exists(plain):
-        scores = json.load(open(plain))["scores"]
-        return {label: {s["domain"]: s["perplexity"] for s in scores if s["split"] == "test"}}
-    report = json.load(open(os.path.join(results, name, "mixture.json")))
-    out = {}
-    for row in report["domains"]:
-        for variant, ppl in row["perplexity"].items():
-            if ppl is not None and not (isinstance(ppl, float) and math.isnan(ppl)):
-                out.setdefault(f"{label} {variant}", {})[row["domain"]] = ppl
-    return out
+        return {label: eval_report(plain)}
+    variants, _ = mixture_report(os.path.join(results, name))
+    return {f"{label} {variant}": col for variant, col in variants.items()}
+
+
+def geomean(values):
+    values = list(values)
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def markdown(title, header, rows):
+    """A Markdown table; None cells print as '-'."""
+    cell = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |",
+             "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(results, text, data, fig):
+    open(os.path.join(results, "table.md"), "w").write(text)
+    json.dump(data, open(os.path.join(results, "table.json"), "w"), indent=1)
+    fig.tight_layout()
+    fig.savefig(os.path.join(results, "table.png"), dpi=120)
+    print(f"{results}/table.md\n{text}")
+
+
+def dapt(results, new_domains):
+    """Experiment 3: per new domain, every old domain and the new one before and after DAPT."""
+    demix_before, roles = mixture_report(os.path.join(results, "demix_before"))
+    dense_before = eval_report(os.path.join(results, "dense_before.eval.json"))
+    old = [d for d, role in roles.items() if role == "train"]
+    text, data, summary = "", {}, []
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for new in new_domains:
+        after, _ = mixture_report(os.path.join(results, f"demix_{new}"))
+        dense_after = eval_report(os.path.join(results, f"dense_{new}.eval.json"))
+        columns = {  # before DAPT the new domain has no expert: it is mixed with the cached prior
+            "DEMix before": {**demix_before["top1"], new: demix_before["cached"][new]},
+            "DEMix-DAPT top-1": after["top1"],
+            "DEMix-DAPT cached": after["cached"],
+            "Dense before": dense_before,
+            "Dense-DAPT": dense_after,
+        }
+        rows = [[d + (" (new)" if d == new else "")] + [c.get(d) for c in columns.values()]
+                for d in [new] + old]
+        old_means = {name: geomean(c[d] for d in old) for name, c in columns.items()}
+        rows.append(["*old domains, geometric mean*"] + list(old_means.values()))
+        text += markdown(f"DAPT on {new}: test perplexity", ["domain"] + list(columns), rows) + "\n"
+        data[new] = {name: {d: c.get(d) for d in [new] + old} for name, c in columns.items()}
+        change = lambda a, b: f"{100 * (old_means[b] / old_means[a] - 1):+.2f}%"
+        summary.append([new, columns["DEMix before"][new], columns["DEMix-DAPT top-1"][new],
+                        columns["Dense before"][new], columns["Dense-DAPT"][new],
+                        change("DEMix before", "DEMix-DAPT top-1"),
+                        change("DEMix before", "DEMix-DAPT cached"),
+                        change("Dense before", "Dense-DAPT")])
+    header = ["new domain", "DEMix before (cached)", "DEMix-DAPT", "Dense before", "Dense-DAPT",
+              "old domains, DEMix-DAPT top-1", "old domains, DEMix-DAPT cached",
+              "old domains, Dense-DAPT"]
+    text = markdown("Summary: new-domain perplexity, and change of the old domains' geometric "
+                    "mean perplexity (forgetting)", header, summary) + "\n" + text
+    width = 0.2
+    for i, name in enumerate(["DEMix before", "DEMix-DAPT top-1", "Dense before", "Dense-DAPT"]):
+        x = [j + i * width for j in range(len(new_domains))]
+        axes[0].bar(x, [data[n][name][n] for n in new_domains], width, label=name)
+        axes[1].bar(x, [geomean(data[n][name][d] for d in old) for n in new_domains], width,
+                    label=name)
+    for ax, title in zip(axes, ["new domain", "old domains (geometric mean)"]):
+        ax.set_xticks([j + 1.5 * width for j in range(len(new_domains))], new_domains)
+        ax.set_ylabel("test perplexity")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    write_outputs(results, text, data, fig)
+
+
+def removal(results, removed_domains):
+    """Experiment 4: the removed domain (and the others) in the full, removed, left-out models."""
+    full, roles = mixture_report(os.path.join(results, "full"))
+    old = [d for d, role in roles.items() if role == "train"]
+    text, data = "", {}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, x in enumerate(removed_domains):
+        removed, _ = mixture_report(os.path.join(results, f"removed_{x}"))
+        loo, _ = mixture_report(os.path.join(results, f"leave_one_out_{x}"))
+        columns = {}
+        for label, report in [("full", full), (f"{x} removed", removed),
+                              ("leave-one-out", loo)]:
+            for variant in ["top1", "uniform", "cached"]:
+                columns[f"{label} {variant}"] = report[variant]
+        rows = [[d + (" (removed)" if d == x else "")] + [c.get(d) for c in columns.values()]
+                for d in [x] + [d for d in old if d != x]]
+        text += markdown(f"Removing the {x} expert: test perplexity", ["domain"] + list(columns),
+                         rows) + "\n"
+        data[x] = {name: {d: c.get(d) for d in old} for name, c in columns.items()}
+        bars = {"full top-1": full["top1"][x], "full cached": full["cached"][x],
+                "removed cached": removed["cached"][x], "leave-one-out cached": loo["cached"][x]}
+        for j, (name, value) in enumerate(bars.items()):
+            ax.bar(i + j * 0.2, value, 0.2, label=name if i == 0 else None, color=f"C{j}")
+    ax.set_xticks([i + 0.3 for i in range(len(removed_domains))], removed_domains)
+    ax.set_ylabel("test perplexity of the removed domain")
+    ax.legend(fontsize=7)
+    write_outputs(results, text, data, fig)
 
 
 def main():
     experiment, results, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if experiment in ("dapt", "removal"):
+        return {"dapt": dapt, "removal": removal}[experiment](results, specs)
     table = {}
     for spec in specs:
         label, name = spec.split("=", 1)
@@ -44,25 +159,19 @@ def main():
     if experiment == "novel_domains":  # only the held-out domains
         novel = set()
         for name in [s.split("=", 1)[1] for s in specs]:
-            mixture = os.path.join(results, name, "mixture.json")
-            if os.path.exists(mixture):
-                novel |= {r["domain"] for r in json.load(open(mixture))["domains"]
-                          if r["role"] == "novel"}
+            if os.path.isdir(os.path.join(results, name)):
+                _, roles = mixture_report(os.path.join(results, name))
+                novel |= {d for d, role in roles.items() if role == "novel"}
         table = {c: {d: v for d, v in col.items() if d in novel} for c, col in table.items()}
         table = {c: col for c, col in table.items() if col}
     domains = sorted({d for col in table.values() for d in col},
                      key=lambda d: min(list(col).index(d) for col in table.values() if d in col))
-    lines = ["| domain | " + " | ".join(table) + " |", "|---|" + "---:|" * len(table)]
-    for d in domains:
-        lines.append(f"| {d} | " + " | ".join(
-            f"{table[c][d]:.2f}" if d in table[c] else "-" for c in table) + " |")
-    means = [math.exp(sum(math.log(table[c][d]) for d in domains) / len(domains))
-             if all(d in table[c] for d in domains) else None for c in table]
-    lines.append("| *geometric mean* | " + " | ".join(
-        f"{m:.2f}" if m else "-" for m in means) + " |")
-    text = "\n".join(lines) + "\n"
-    open(os.path.join(results, "table.md"), "w").write(text)
-    json.dump(table, open(os.path.join(results, "table.json"), "w"), indent=1)
+    rows = [[d] + [col.get(d) for col in table.values()] for d in domains]
+    rows.append(["*geometric mean*"] + [
+        geomean(col[d] for d in domains) if all(d in col for d in domains) else None
+        for col in table.values()])
+    text = markdown(f"{experiment.replace('_', ' ')}: test perplexity", ["domain"] + list(table),
+                    rows)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(domains)), 4))
     width = 0.8 / len(table)
     for i, (c, col) in enumerate(table.items()):
@@ -73,9 +182,7 @@ def main():
     ax.set_ylabel("test perplexity")
     ax.set_title(experiment.replace("_", " "))
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(results, "table.png"), dpi=120)
-    print(f"{results}/table.md\n{text}")
+    write_outputs(results, text, table, fig)
 
 
 if __name__ == "__main__":

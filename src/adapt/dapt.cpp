@@ -14,9 +14,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The base model's config, with the run's optimizer, training and evaluation settings.
+// The base model's config, with the run's optimizer, training and evaluation settings and its
+// batch size (sequences of the new domain per step).
 Config run_config(const Config& config, const Config& base) {
   Config run = base;
+  run.data.sequences_per_domain = config.data.sequences_per_domain;
   run.optim = config.optim;
   run.train = config.train;
   run.eval = config.eval;
@@ -75,6 +77,7 @@ Config prepare_adaptation(const Config& config) {
   const auto init = (out / "init").string();
   merge_experts(base, old, weights, a.domain, init);
   run.data = train::checkpoint_config(init).data;
+  run.data.sequences_per_domain = config.data.sequences_per_domain;
   run.train.init_from = init;
   run.train.trainable = "experts";
   run.validate("adapt");

@@ -23,15 +23,22 @@ void add_adapt_command(CLI::App& app) {
     // Every old and new domain: with the cached prior (and known-domain top-1) for DEMix,
     // directly for a dense model.
     auto& model = trainer.model();
+    // The same report files as `demix eval` (--mixture) writes, for the experiment scripts.
+    const auto& out = run.train.out_dir;
     std::string table;
     if (run.n_experts() > 0) {
-      table = eval::format_mixture_table(eval::mixture_table(model, run));
+      const auto rows = eval::mixture_table(model, run);
+      table = eval::format_mixture_table(rows);
+      write_file_atomic(out + "/mixture.json", eval::mixture_json(rows, run.data.domains));
     } else {
-      table = eval::format_table(eval::evaluate(model, run, {"test"}, run.eval.max_tokens));
+      const auto scores = eval::evaluate(model, run, {"test"}, run.eval.max_tokens);
+      table = eval::format_table(scores);
+      write_file_atomic(out + "/eval.json", eval::to_json(scores).str() + "\n");
     }
     std::cout << table;
-    write_file_atomic(run.train.out_dir + "/eval.md", table);
-    spdlog::info("wrote {}/eval.md", run.train.out_dir);
+    write_file_atomic(out + "/eval.md", table);
+    spdlog::info("wrote {}/eval.md and {}", out,
+                 run.n_experts() > 0 ? "mixture.json" : "eval.json");
   });
 }
 

@@ -34,10 +34,12 @@ TEST(DaptTest, DemixDaptTrainsOnlyTheNewExpertAndForgetsNothing) {
 
   auto dapt_overrides = common(dapt_dir);
   dapt_overrides.insert(dapt_overrides.end(),
-                        {"train.steps=3", "adapt.base=" + base_dir, "adapt.domain=glossary"});
+                        {"train.steps=3", "adapt.base=" + base_dir, "adapt.domain=glossary",
+                         "data.sequences_per_domain=3"});
   const auto run = adapt::prepare_adaptation(load_config("configs/tiny.yaml", dapt_overrides));
   EXPECT_EQ(run.data.domains.back(), "glossary");
   EXPECT_EQ(run.train.trainable, "experts");
+  EXPECT_EQ(run.data.sequences_per_domain, 3);  // the adaptation's batch, not the base model's
   train::Trainer dapt(run);
   dapt.run();
 
