@@ -24,11 +24,13 @@ foreach(variant demix domain_token)
   set_tests_properties(parity.${variant}.check PROPERTIES FIXTURES_REQUIRED parity_${variant})
 endforeach()
 
-# Multi-process launches (Gloo): demix launch, torchrun, and a rank that dies mid-run.
-foreach(mode launch torchrun dead_rank)
+# Multi-process launches (Gloo): demix launch, torchrun, a rank that dies or hangs mid-run, and
+# SIGKILLs of a whole run followed by resumes.
+foreach(mode launch torchrun dead_rank hung_rank kill_resume)
   add_test(NAME dist.${mode} COMMAND bash tests/dist/launch_test.sh ${mode}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(dist.${mode} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 400 RUN_SERIAL ON)
+  set_tests_properties(dist.${mode} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 400 RUN_SERIAL ON
+                       ENVIRONMENT DEMIX_BIN=$<TARGET_FILE:demix>)
 endforeach()
 
 # The domain posterior and mixture against NumPy, on the posterior dump of the DEMix parity run.

@@ -53,7 +53,7 @@ void derive(const std::string& checkpoint, const std::string& out,
     auto config = train::checkpoint_config(source);
     edit(tmp, config);
     config.validate(out);
-    train::write_metadata(tmp.string(), config, train::checkpoint_state(source));
+    train::seal_checkpoint(tmp.string(), config, train::checkpoint_state(source));
     fs::rename(tmp, out);
   } catch (...) {
     fs::remove_all(tmp);
@@ -135,7 +135,12 @@ void merge_experts(const std::string& checkpoint, const std::vector<std::string>
   const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
   if (!(total > 0) || std::any_of(weights.begin(), weights.end(), [](double w) { return w < 0; }))
     throw Error("--weights: expected non-negative weights with a positive sum");
-  for (const auto& d : domains) require_domain(config, source, d);
+  for (size_t i = 0; i < domains.size(); ++i) {
+    require_domain(config, source, domains[i]);
+    if (std::find(domains.begin(), domains.begin() + long(i), domains[i]) !=
+        domains.begin() + long(i))
+      throw Error("--domains lists '" + domains[i] + "' twice (give each expert once, weight it)");
+  }
   const auto& existing = config.data.domains;
   if (std::find(existing.begin(), existing.end(), as) != existing.end())
     throw Error(source + ": already has an expert for domain '" + as + "' (choose another --as)");

@@ -55,7 +55,7 @@ void require_experts(const EvalModel& m) {
 
 data::EvalWindows text_windows(const EvalModel& m, const std::string& path) {
   const data::Tokenizer tokenizer(m.config.tokenizer.model);
-  return data::eval_windows(tokenizer.encode(data::read_file(path)), m.config.model.seq_len,
+  return data::eval_windows(tokenizer.encode(data::read_text(path)), m.config.model.seq_len,
                             m.config.eval.max_tokens, path);
 }
 

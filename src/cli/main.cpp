@@ -20,15 +20,31 @@ int main(int argc, char** argv) {
   demix::cli::add_expert_command(app);
   demix::cli::add_adapt_command(app);
   spdlog::set_pattern("[%H:%M:%S] %v");
+  if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say that a subcommand is required
+    std::string known;
+    bool found = false;
+    for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      found = found || sub->get_name() == argv[1];
+    }
+    if (!found) {
+      std::cerr << "error: unknown command '" << argv[1] << "' (expected one of: " << known << ")"
+                << std::endl;
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);                            // --help
+    std::cerr << "error: " << e.what() << " (see demix --help)" << std::endl;  // one line
+    return e.get_exit_code();
   } catch (const demix::Error& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 1;
-  } catch (const c10::Error& e) {
-    std::cerr << "error: " << e.what_without_backtrace() << std::endl;
+  } catch (const c10::Error& e) {  // LibTorch's messages can span lines: the first says it
+    const std::string what = e.what_without_backtrace();
+    std::cerr << "error: " << what.substr(0, what.find('\n')) << std::endl;
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << std::endl;

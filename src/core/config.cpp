@@ -262,6 +262,9 @@ void Config::validate(const std::string& source) const {
     fail("train.trainable=" + train.trainable + ": expected all, experts or ff");
   if (train.trainable == "experts" && model.ff != "demix")
     fail("train.trainable=experts needs model.ff=demix");
+  if (train.nonfinite != "skip" && train.nonfinite != "stop")
+    fail("train.nonfinite=" + train.nonfinite + ": expected skip or stop");
+  if (train.nonfinite_limit < 0) fail("train.nonfinite_limit: expected >= 0");
   if (adapt.init != "closest" && adapt.init != "merge")
     fail("adapt.init=" + adapt.init + ": expected closest or merge");
 

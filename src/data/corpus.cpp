@@ -1,5 +1,6 @@
 #include "demix/data/corpus.h"
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <filesystem>
@@ -35,7 +36,7 @@ bool up_to_date(const std::string& tokens, const std::string& text, const Tokeni
 
 void encode_file(const std::string& text_file, const std::string& token_file,
                  const Tokenizer& tokenizer) {
-  const auto text = read_file(text_file);
+  const auto text = read_text(text_file);
   std::vector<uint16_t> tokens;
   TokenFileHeader header;
   for (const auto& doc : split_documents(text)) {
@@ -98,6 +99,19 @@ std::unique_ptr<TokenFile> open_split(const Config& config, const std::string& d
     throw Error(
         file->path() + ": encoded with a " + std::to_string(file->header().vocab_size) +
         "-piece vocabulary, but model.vocab_size=" + std::to_string(config.model.vocab_size));
+  if (file->size() < uint64_t(config.model.seq_len) + 1)
+    throw Error(file->path() + ": " + std::to_string(file->size()) +
+                " tokens, fewer than one sequence (model.seq_len + 1 = " +
+                std::to_string(config.model.seq_len + 1) + ")");
+  // An id past the vocabulary would index outside the embedding: check them all once (memory
+  // bandwidth: ~1 ms per million tokens).
+  const uint16_t* tokens = file->tokens();
+  const auto end = tokens + file->size();
+  const auto max = std::max_element(tokens, end);
+  if (*max >= config.model.vocab_size)
+    throw Error(file->path() + ": token id " + std::to_string(*max) + " at position " +
+                std::to_string(max - tokens) + " is outside the vocabulary (model.vocab_size=" +
+                std::to_string(config.model.vocab_size) + ")");
   return file;
 }
 

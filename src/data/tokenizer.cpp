@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,6 +20,38 @@ std::string read_file(const std::string& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+std::string read_text(const std::string& path) {
+  auto text = read_file(path);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {  // well-formed UTF-8 (RFC 3629): no overlongs, no surrogates
+    const unsigned char c = bytes[i];
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 0;
+    bool ok = len > 0 && i + len <= n && !(len == 2 && c < 0xc2);
+    for (size_t k = 1; ok && k < len; ++k) ok = (bytes[i + k] & 0xc0) == 0x80;
+    if (ok && len == 3) {
+      const unsigned char c1 = bytes[i + 1];
+      ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
+    }
+    if (ok && len == 4) {
+      const unsigned char c1 = bytes[i + 1];
+      ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90) && c <= 0xf4;
+    }
+    if (!ok) {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "0x%02x", c);
+      throw Error(path + ": not UTF-8 text (invalid byte " + hex + " at offset " +
+                  std::to_string(i) + ")");
+    }
+    i += len;
+  }
+  return text;
 }
 
 std::vector<std::string> split_documents(const std::string& text) {
@@ -77,7 +110,7 @@ void train_tokenizer(const Config& config) {
     for (const auto& domain : config.data.domains) {
       const auto path = config.data.corpus + "/" + domain + "/train.txt";
       int64_t taken = 0;
-      for (const auto& doc : split_documents(read_file(path))) {
+      for (const auto& doc : split_documents(read_text(path))) {
         if (taken >= tc.sample_bytes_per_domain) break;
         std::istringstream lines(doc);
         for (std::string line; std::getline(lines, line);) {

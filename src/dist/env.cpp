@@ -33,6 +33,9 @@ DistEnv DistEnv::from_environment() {
   if (env.rank >= env.world_size)
     throw Error("RANK=" + std::to_string(env.rank) +
                 ": expected < WORLD_SIZE=" + std::to_string(env.world_size));
+  if (env.local_rank >= env.local_world_size)
+    throw Error("LOCAL_RANK=" + std::to_string(env.local_rank) +
+                ": expected < LOCAL_WORLD_SIZE=" + std::to_string(env.local_world_size));
   if (env.master_port > 65535) throw Error("MASTER_PORT: expected a port number <= 65535");
   return env;
 }

@@ -21,7 +21,7 @@ AdamW::AdamW(const std::vector<std::pair<std::string, at::Tensor>>& named_params
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, const at::Tensor& skip) {
   at::NoGradGuard no_grad;
   for (const bool decay : {true, false}) {
     std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
@@ -35,9 +35,13 @@ void AdamW::step(double lr) {
     }
     if (params.empty()) continue;
     at::_foreach_add_(steps, 1.0);  // the fused kernel reads the already-incremented step
-    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr,
-                      beta1_, beta2_, decay ? weight_decay_ : 0.0, eps_, /*amsgrad=*/false,
-                      /*maximize=*/false);
+    // found_inf: the kernel leaves parameters and moments untouched; the step count is undone.
+    at::_fused_adamw_(
+        params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1_, beta2_,
+        decay ? weight_decay_ : 0.0, eps_, /*amsgrad=*/false,
+        /*maximize=*/false, /*grad_scale=*/std::nullopt,
+        /*found_inf=*/skip.defined() ? std::optional<at::Tensor>(skip) : std::nullopt);
+    if (skip.defined()) at::_foreach_sub_(steps, std::vector<at::Tensor>(steps.size(), skip));
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -18,7 +19,15 @@ namespace {
 
 std::string find_resume(const Config& config, const std::string& resume) {
   const bool has_run = fs::exists(fs::path(config.train.out_dir) / "checkpoints" / "latest");
-  if (resume == "auto") return has_run ? resolve_checkpoint(config.train.out_dir) : "";
+  // Every rank checks every file: all of them read the same directory and pick the same one.
+  if (resume == "auto") {
+    const auto checkpoint = latest_valid_checkpoint(config.train.out_dir);
+    if (checkpoint.empty() && has_run)
+      throw Error(config.train.out_dir +
+                  ": no checkpoint passes its manifest check (see the "
+                  "warnings); move the run away to start again");
+    return checkpoint;
+  }
   if (resume.empty() && has_run)
     throw Error(config.train.out_dir +
                 ": already holds a run; pass --resume auto to continue it or set train.out_dir");
@@ -36,10 +45,17 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       schedule_(config_.optim, config_.train.steps) {
   if (config_.train.threads > 0) at::set_num_threads(int(config_.train.threads));
   const auto checkpoint = find_resume(config_, resume);
+  faults_ = FaultInjection::from_environment(rank_);
 
   const auto hosted = placement_.experts_on(rank_);
   open_data(hosted);
   build_model(hosted);
+  // Parameters and AdamW moments in fp32: the size of this rank's part of a checkpoint, a
+  // lower bound for the whole (the ranks usually share one file system).
+  uintmax_t checkpoint_bytes = 0;
+  for (const auto& [name, t] : optimizer_->state()) checkpoint_bytes += uintmax_t(t.numel()) * 4;
+  for (const auto& p : model_->parameters()) checkpoint_bytes += uintmax_t(p.numel()) * 4;
+  check_run_dir(config_.train.out_dir, checkpoint_bytes, rank_);
   if (!checkpoint.empty()) {
     load_model(checkpoint, *model_);
     load_optimizer(checkpoint, *optimizer_);
@@ -48,14 +64,10 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   }
   batcher_->set_cursor(state_.data_cursor);
 
-  // Fault injection for tests: DEMIX_FAULT_ABORT=RANK:STEP makes that rank abort at that step.
-  if (const char* fault = std::getenv("DEMIX_FAULT_ABORT")) {
-    int fault_rank = -1;
-    long long fault_step = -1;
-    if (std::sscanf(fault, "%d:%lld", &fault_rank, &fault_step) != 2)
-      throw Error(std::string("DEMIX_FAULT_ABORT=") + fault + ": expected RANK:STEP");
-    if (fault_rank == rank_) abort_at_step_ = fault_step;
-  }
+  const auto counter = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat));
+  skipped_total_ = counter.clone();
+  skipped_in_a_row_ = counter.clone();
+  worst_in_a_row_ = counter.clone();
   if (rank_ == 0) {
     fs::create_directories(config_.train.out_dir);
     write_file_atomic((fs::path(config_.train.out_dir) / "config.yaml").string(), to_yaml(config_));
@@ -146,10 +158,7 @@ void Trainer::build_model(const std::vector<int>& hosted) {
 }
 
 StepResult Trainer::train_step() {
-  if (abort_at_step_ == state_.step) {  // fault injection for the launcher's failure test
-    spdlog::error("rank {}: DEMIX_FAULT_ABORT: aborting at step {}", rank_, state_.step);
-    std::abort();
-  }
+  faults_.before_step(state_.step);
   model_->train();
   optimizer_->zero_grad();
   const auto E = int64_t(config_.data.domains.size());
@@ -162,7 +171,11 @@ StepResult Trainer::train_step() {
     const model::Routing routing(batch.domains, device_);
     const auto inputs = batch.inputs.to(device_), targets = batch.targets.to(device_);
     auto row_loss = -model_->token_logprobs(inputs, targets, routing).mean(1);  // (B)
-    if (grad_sync_ && micro == config_.train.grad_accum - 1) grad_sync_->prepare_for_backward();
+    if (faults_.nan_loss_at(state_.step)) row_loss = row_loss * std::nan("");
+    if (grad_sync_ && micro == config_.train.grad_accum - 1) {
+      groups_->report_progress(state_.step);  // this rank reached the gradient sync
+      grad_sync_->prepare_for_backward();
+    }
     (row_loss.mean() * micro_scale).backward();
     loss_sum.index_add_(0, routing.domains(), row_loss.detach());
     rows_seen.index_add_(0, routing.domains(), torch::ones_like(row_loss));
@@ -178,8 +191,14 @@ StepResult Trainer::train_step() {
   } else {
     result.grad_norm = clip_grad_norm(params_, config_.optim.grad_clip);
   }
+  // A NaN or inf anywhere makes the global norm non-finite, the same value on every rank: all
+  // ranks skip the update together. Counted on the device; checked at log steps.
+  const auto nonfinite = result.grad_norm.isfinite().logical_not().to(torch::kFloat);
+  skipped_total_ += nonfinite;
+  skipped_in_a_row_ = (skipped_in_a_row_ + 1) * nonfinite;
+  worst_in_a_row_ = torch::maximum(worst_in_a_row_, skipped_in_a_row_);
   result.lr = schedule_.lr_at(state_.step);
-  optimizer_->step(result.lr);
+  optimizer_->step(result.lr, nonfinite);
   ++state_.step;
   state_.data_cursor = batcher_->cursor();
   return result;
@@ -225,6 +244,7 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
   JsonObject record;
   record.add("step", state_.step).add("train/loss", loss).add("train/lr", r.lr);
   record.add("train/grad_norm", norm).add("perf/tokens_per_s", tokens_per_s);
+  record.add("train/skipped_steps", skipped_total_.item<double>());
   record.add("perf/step_s", seconds);
   if (grad_sync_) {
     record.add("perf/comm_exposed_s", grad_sync_->last_sync_seconds());
@@ -236,9 +256,26 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
   metrics_->write(record);
 }
 
+void Trainer::check_nonfinite() {
+  const auto worst = worst_in_a_row_.item<double>();
+  worst_in_a_row_.zero_();
+  if (worst == 0) return;
+  const auto& t = config_.train;
+  const int64_t limit = t.nonfinite == "stop" ? 1 : t.nonfinite_limit;
+  spdlog::warn(
+      "step {}: {:.0f} steps skipped so far for a non-finite gradient norm, {:.0f} in a row",
+      state_.step, skipped_total_.item<double>(), worst);
+  if (limit > 0 && worst >= double(limit))
+    throw Error("step " + std::to_string(state_.step) + ": non-finite gradient norm in " +
+                std::to_string(int64_t(worst)) + " steps in a row (train.nonfinite=" + t.nonfinite +
+                ", train.nonfinite_limit=" + std::to_string(t.nonfinite_limit) +
+                "); resume from the last checkpoint with a lower optim.lr");
+}
+
 std::string Trainer::save_checkpoint() {
   const auto dir = train::save_checkpoint(config_.train.out_dir, *model_, optimizer_.get(), config_,
-                                          state_, config_.train.keep_checkpoints, groups_);
+                                          state_, config_.train.keep_checkpoints, groups_,
+                                          [&] { faults_.during_checkpoint(state_.step); });
   spdlog::info("checkpoint {}", dir);
   return dir;
 }
@@ -266,23 +303,35 @@ void Trainer::run() {
   if (state_.step == 0) validate_and_log();
   auto window_start = clock::now();  // step time is averaged over the steps between log lines
   int64_t window_steps = 0;
-  while (state_.step < config_.train.steps) {
-    const auto result = train_step();
-    ++window_steps;
-    if (state_.step % config_.train.log_every == 0 || state_.step == config_.train.steps) {
-      const auto now = clock::now();
-      log_step(result, std::chrono::duration<double>(now - window_start).count() / window_steps);
-      window_start = now;
-      window_steps = 0;
+  try {
+    while (state_.step < config_.train.steps) {
+      const auto result = train_step();
+      ++window_steps;
+      if (state_.step % config_.train.log_every == 0 || state_.step == config_.train.steps) {
+        check_nonfinite();
+        const auto now = clock::now();
+        log_step(result, std::chrono::duration<double>(now - window_start).count() / window_steps);
+        window_start = now;
+        window_steps = 0;
+      }
+      const bool last = state_.step == config_.train.steps;
+      const auto every = [&](int64_t n) { return n > 0 && state_.step % n == 0 && !last; };
+      if (every(config_.train.eval_every)) validate_and_log();
+      if (every(config_.train.checkpoint_every)) save_checkpoint();
+      if (every(config_.train.eval_every) || every(config_.train.checkpoint_every)) {
+        window_start = clock::now();  // keep evaluation and I/O out of the step time
+        window_steps = 0;
+      }
     }
-    const bool last = state_.step == config_.train.steps;
-    const auto every = [&](int64_t n) { return n > 0 && state_.step % n == 0 && !last; };
-    if (every(config_.train.eval_every)) validate_and_log();
-    if (every(config_.train.checkpoint_every)) save_checkpoint();
-    if (every(config_.train.eval_every) || every(config_.train.checkpoint_every)) {
-      window_start = clock::now();  // keep evaluation and I/O out of the step time
-      window_steps = 0;
-    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // e.g. a collective timed out: name who we waited for
+    if (!groups_) throw;
+    const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+    const std::string what = c10 ? c10->what_without_backtrace() : e.what();
+    throw Error("rank " + std::to_string(rank_) + ": step " + std::to_string(state_.step) +
+                " failed (" + what.substr(0, what.find('\n')) + "); " +
+                groups_->describe_progress(state_.step));
   }
   validate_and_log();
   save_checkpoint();

@@ -8,6 +8,7 @@
 
 #include "demix/core/error.h"
 #include "demix/data/domain_batcher.h"
+#include "demix/data/tokenizer.h"
 
 namespace demix::data {
 namespace {
@@ -20,6 +21,38 @@ std::vector<uint16_t> ramp(size_t n, uint16_t offset) {
   std::vector<uint16_t> t(n);
   for (size_t i = 0; i < n; ++i) t[i] = uint16_t((i * 7 + offset) % 60000);
   return t;
+}
+
+// read_text accepts exactly what a strict UTF-8 decoder (Python's bytes.decode) accepts.
+TEST(TextFileTest, AcceptsUtf8AndNamesTheFirstBadByte) {
+  const auto path = temp("demix_utf8.txt");
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"plain ascii\n", -1},
+      {"h\xc3\xa9llo \xe2\x82\xac \xf0\x9d\x84\x9e", -1},  // é, €, U+1D11E
+      {"\xef\xbf\xbf\xf4\x8f\xbf\xbf", -1},                // U+FFFF, U+10FFFF
+      {"ab\xff", 2},                                       // never valid
+      {"\xc0\xaf", 0},                                     // overlong '/'
+      {"x\xe0\x80\xaf", 1},                                // overlong, 3 bytes
+      {"\xed\xa0\x80", 0},                                 // surrogate U+D800
+      {"\xf4\x90\x80\x80", 0},                             // above U+10FFFF
+      {"ok \xe2\x82", 3},                                  // truncated sequence
+      {"\x80", 0},                                         // lone continuation byte
+  };
+  for (const auto& [bytes, bad_offset] : cases) {
+    std::ofstream(path, std::ios::binary) << bytes;
+    if (bad_offset < 0) {
+      EXPECT_EQ(read_text(path), bytes);
+      continue;
+    }
+    try {
+      read_text(path);
+      ADD_FAILURE() << "accepted invalid UTF-8 at offset " << bad_offset;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("at offset " + std::to_string(bad_offset) + ")"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 TEST(TokenFileTest, RoundTripsTokensAndHeader) {

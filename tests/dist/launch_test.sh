@@ -5,6 +5,12 @@
 #   launch_test.sh torchrun   torchrun --nproc_per_node=2 --no-python completes likewise
 #   launch_test.sh dead_rank  rank 1 aborts at step 2: the launch exits non-zero within the
 #                             time limit, naming rank 1
+#   launch_test.sh hung_rank  rank 1 hangs at step 2: rank 0's collective times out
+#                             (dist.timeout_s=5), it exits naming rank 1, the launch stops
+#   launch_test.sh kill_resume  a 2-rank run killed with SIGKILL once inside a checkpoint write
+#                             and then (launcher and ranks) at random moments, resumed with
+#                             --resume auto each time, ends with exactly the parameters and
+#                             optimizer state of an uninterrupted run
 set -uo pipefail
 mode=$1
 demix=${DEMIX_BIN:-build/demix}
@@ -44,7 +50,7 @@ PY
   dead_rank)
     start=$SECONDS
     mkdir -p "$(dirname "$out")"
-    DEMIX_FAULT_ABORT=1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" \
+    DEMIX_FAULT=abort:1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" \
       --set train.out_dir="$out" 2>"$out.stderr"
     code=$?
     cat "$out.stderr" >&2
@@ -53,6 +59,61 @@ PY
     grep -q "demix launch: rank 1 (pid [0-9]*) was killed by signal" "$out.stderr" ||
       fail "the launcher did not name rank 1"
     echo "launch exited $code after $((SECONDS - start)) s, naming rank 1"
+    exit 0
+    ;;
+  hung_rank)
+    start=$SECONDS
+    mkdir -p "$(dirname "$out")"
+    DEMIX_FAULT=hang:1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" \
+      --set dist.timeout_s=5 --set train.out_dir="$out" 2>"$out.stderr"
+    code=$?
+    cat "$out.stderr" >&2
+    [ $code -ne 0 ] || fail "the launch exited 0 although rank 1 hung"
+    [ $code -ne 124 ] || fail "the launch hung (killed by timeout after 120 s)"
+    grep -q "ranks that never reached the gradient sync of step 2: rank 1" "$out.stderr" ||
+      fail "rank 0 did not name rank 1"
+    echo "launch exited $code after $((SECONDS - start)) s, naming rank 1"
+    exit 0
+    ;;
+  kill_resume)
+    steps=40
+    run=("${train[@]}" --set train.steps=$steps --set train.checkpoint_every=1
+      --set train.keep_checkpoints=2 --set train.log_every=4 --set model.d_model=64
+      --set model.n_head=2)
+    rm -rf "$out.reference" "$out.log"
+    timeout 300 "$demix" launch -n 2 -- "${run[@]}" --set train.out_dir="$out.reference" \
+      >/dev/null 2>&1 || fail "the uninterrupted run failed"
+    # First a SIGKILL inside a checkpoint write (rank 1, between its parameter and optimizer
+    # files of step 5): a half-written step_00000005.tmp stays behind, `latest` says step 4.
+    DEMIX_FAULT=kill:1:5 "$demix" launch -n 2 -- "${run[@]}" --set train.out_dir="$out" \
+      >>"$out.log" 2>&1 && fail "the run survived its SIGKILL"
+    [ -d "$out/checkpoints/step_00000005.tmp" ] || fail "no half-written checkpoint of step 5"
+    grep -q step_00000004 "$out/checkpoints/latest" || fail "latest is not step 4"
+    RANDOM=7  # reproducible kill times
+    kills=0 during_write=0
+    for attempt in $(seq 10); do
+      setsid "$demix" launch -n 2 -- "${run[@]}" --resume auto --set train.out_dir="$out" \
+        >>"$out.log" 2>&1 &
+      pid=$!
+      sleep "$((RANDOM % 3)).$((RANDOM % 10))"  # 0.0 to 2.9 s: start-up, steps, writes
+      if ! kill -0 $pid 2>/dev/null; then wait $pid; break; fi
+      kill -KILL -- -$pid  # the launcher's whole process group: launcher and both ranks
+      wait $pid 2>/dev/null
+      kills=$((kills + 1))
+      ls -d "$out"/checkpoints/*.tmp >/dev/null 2>&1 && during_write=$((during_write + 1))
+      echo "kill $kills: checkpoint $(cat "$out/checkpoints/latest" 2>/dev/null || echo none)"
+    done
+    timeout 300 "$demix" launch -n 2 -- "${run[@]}" --resume auto --set train.out_dir="$out" \
+      >>"$out.log" 2>&1 || { tail -20 "$out.log" >&2; fail "the final resumed run failed"; }
+    [ $kills -ge 5 ] || fail "only $kills kills landed before the run finished"
+    final=$(printf 'step_%08d' $steps)
+    a="$out/checkpoints/$final" b="$out.reference/checkpoints/$final"
+    for f in $(cd "$b" && find . -name '*.safetensors' | sort) meta.json; do
+      cmp -s "$a/$f" "$b/$f" || fail "$f differs from the uninterrupted run"
+    done
+    echo "1 SIGKILL inside a checkpoint write, then $kills SIGKILLs at random moments" \
+      "($during_write during a write), resumed each time:" \
+      "step $steps parameters and optimizer state bit-identical to the uninterrupted run"
     exit 0
     ;;
   *) fail "unknown mode $mode" ;;

@@ -174,6 +174,21 @@ TEST(ExpertParallelTest, CheckpointReshardsAcrossWorldSizes) {
     EXPECT_FALSE(torch::equal(value, loaded->named_parameters()[name])) << name;
 }
 
+// A NaN loss on rank 1 alone: the all-reduced gradient norm is non-finite on every rank, so every
+// rank skips that step (rank 0 too) and both end where one finite step left them.
+TEST(ExpertParallelTest, NonFiniteStepOnOneRankIsSkippedOnAll) {
+  const auto out = (fs::temp_directory_path() / "demix_ep_nonfinite").string();
+  fs::remove_all(out);
+  const auto config = small({"scripture", "python_code"}, 1, out);
+  const auto one_step = run_ranks(2, config, 1);
+  ::setenv("DEMIX_FAULT", "nan:1:1", 1);
+  const auto skipped = run_ranks(2, config, 2);
+  ::unsetenv("DEMIX_FAULT");
+  for (int r = 0; r < 2; ++r)
+    for (const auto& [name, value] : skipped[size_t(r)])
+      EXPECT_TRUE(torch::equal(value, one_step[size_t(r)].at(name))) << "rank " << r << " " << name;
+}
+
 }  // namespace
 }  // namespace demix
 

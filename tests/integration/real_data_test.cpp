@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "demix/core/config.h"
+#include "demix/core/error.h"
 #include "demix/data/corpus.h"
 #include "demix/data/tokenizer.h"
 #include "demix/eval/perplexity.h"
@@ -104,6 +107,61 @@ TEST(TrainerTest, ResumeContinuesBitForBit) {
   const auto expected = full.model().named_parameters();
   for (const auto& item : resumed.model().named_parameters())
     EXPECT_TRUE(torch::equal(item.value(), expected[item.key()])) << item.key();
+}
+
+// Sets DEMIX_FAULT for the life of the object (FaultInjection reads it when a Trainer is built).
+struct ScopedFault {
+  explicit ScopedFault(const char* value) { ::setenv("DEMIX_FAULT", value, 1); }
+  ~ScopedFault() { ::unsetenv("DEMIX_FAULT"); }
+};
+
+std::map<std::string, at::Tensor> parameters_and_moments(train::Trainer& t) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& item : t.model().named_parameters())
+    out[item.key()] = item.value().detach().clone();
+  for (const auto& [name, tensor] : t.optimizer_state()) out["optimizer/" + name] = tensor.clone();
+  return out;
+}
+
+// A NaN loss at step 1 makes a non-finite gradient norm: that update is skipped entirely
+// (parameters, moments and AdamW step counts are those after step 0), then training goes on.
+TEST(TrainerTest, NonFiniteStepIsSkippedAndCounted) {
+  namespace fs = std::filesystem;
+  const auto dir = (fs::temp_directory_path() / "demix_nonfinite_skip").string();
+  fs::remove_all(dir);
+  ScopedFault fault("nan:0:1");
+  train::Trainer trainer(
+      tiny({"train.steps=3", "optim.warmup_steps=1", "model.n_layer=2", "train.out_dir=" + dir}));
+  trainer.train_step();
+  const auto after_first = parameters_and_moments(trainer);
+  const auto skipped = trainer.train_step();
+  EXPECT_FALSE(std::isfinite(skipped.grad_norm.item<double>()));
+  EXPECT_EQ(trainer.skipped_steps(), 1);
+  for (const auto& [name, tensor] : parameters_and_moments(trainer))
+    EXPECT_TRUE(torch::equal(tensor, after_first.at(name))) << name << " changed";
+  const auto next = trainer.train_step();
+  EXPECT_TRUE(std::isfinite(next.loss.item<double>()));
+  EXPECT_FALSE(
+      torch::equal(trainer.model().named_parameters()["wte.weight"], after_first.at("wte.weight")));
+}
+
+TEST(TrainerTest, NonFiniteStepStopsTheRunUnderStop) {
+  namespace fs = std::filesystem;
+  const auto dir = (fs::temp_directory_path() / "demix_nonfinite_stop").string();
+  fs::remove_all(dir);
+  ScopedFault fault("nan:0:1");
+  train::Trainer trainer(
+      tiny({"train.steps=4", "optim.warmup_steps=1", "model.n_layer=2", "train.log_every=1",
+            "train.eval_tokens=256", "train.nonfinite=stop", "train.out_dir=" + dir}));
+  try {
+    trainer.run();
+    FAIL() << "the run went on";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("step 2: non-finite gradient norm in 1 steps in a row"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir + "/checkpoints"));  // no checkpoint of a broken run
 }
 
 }  // namespace

@@ -4,8 +4,10 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "demix/core/error.h"
+#include "demix/core/manifest.h"
 #include "demix/train/optimizer.h"
 #include "support/small_config.h"
 
@@ -87,6 +89,95 @@ TEST(CheckpointTest, CorruptFileIsAClearError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("shared.safetensors"), std::string::npos) << e.what();
   }
+}
+
+// Expects `f` to throw demix::Error whose message contains every one of `parts`.
+template <class F>
+void expect_error(F&& f, std::initializer_list<const char*> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    for (const char* part : parts)
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+TEST(ManifestTest, ChecksumSeesAFlippedBitAndATrailingZero) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto a = (dir / "demix_checksum_a").string(), b = (dir / "demix_checksum_b").string();
+  std::string bytes(1000, 'x');
+  write_bytes(a, bytes);
+  write_bytes(b, bytes);
+  EXPECT_EQ(file_checksum(a), file_checksum(b));
+  bytes[517] ^= 1;
+  write_bytes(b, bytes);
+  EXPECT_NE(file_checksum(a), file_checksum(b));
+  write_bytes(b, std::string(1000, 'x') + '\0');  // the tail word is zero-padded internally
+  EXPECT_NE(file_checksum(a), file_checksum(b));
+}
+
+TEST(ManifestTest, CorruptedByteIsNamedWhenTheFileIsRead) {
+  const auto run = (std::filesystem::temp_directory_path() / "demix_ckpt_flip").string();
+  std::filesystem::remove_all(run);
+  const auto config = small_config();
+  model::Gpt m(model::GptConfig::from(config), 2);
+  const auto dir = save_checkpoint(run, *m, nullptr, config, {}, 1);
+  const auto file = dir + "/experts/" + config.data.domains[1] + ".safetensors";
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(-3, std::ios::end);
+  f.put('\x7f');
+  f.close();
+  EXPECT_EQ(resolve_checkpoint(run), dir);  // sizes still match
+  expect_error([&] { load_model(dir, *m); }, {file.c_str(), "corrupted"});
+}
+
+TEST(ManifestTest, MissingFileIsNamedOnResolve) {
+  const auto run = (std::filesystem::temp_directory_path() / "demix_ckpt_missing").string();
+  std::filesystem::remove_all(run);
+  const auto config = small_config();
+  model::Gpt m(model::GptConfig::from(config), 2);
+  const auto dir = save_checkpoint(run, *m, nullptr, config, {}, 1);
+  const auto file = dir + "/experts/" + config.data.domains[0] + ".safetensors";
+  std::filesystem::remove(file);
+  expect_error([&] { resolve_checkpoint(run); }, {file.c_str(), "missing"});
+  std::filesystem::remove(dir + "/manifest.json");
+  expect_error([&] { resolve_checkpoint(dir); }, {"manifest.json"});
+}
+
+TEST(ManifestTest, ResumeFallsBackToThePreviousCompleteCheckpoint) {
+  const auto run = (std::filesystem::temp_directory_path() / "demix_ckpt_fallback").string();
+  std::filesystem::remove_all(run);
+  const auto config = small_config();
+  model::Gpt m(model::GptConfig::from(config), 2);
+  const auto first = save_checkpoint(run, *m, nullptr, config, {1, 0}, 3);
+  const auto second = save_checkpoint(run, *m, nullptr, config, {2, 0}, 3);
+  EXPECT_EQ(latest_valid_checkpoint(run), second);
+  std::filesystem::resize_file(second + "/shared.safetensors", 64);
+  std::filesystem::create_directories(run + "/checkpoints/step_00000003.tmp");  // a crashed write
+  EXPECT_EQ(latest_valid_checkpoint(run), first);
+  std::filesystem::remove(first + "/meta.json");
+  EXPECT_EQ(latest_valid_checkpoint(run), "");
+}
+
+TEST(CheckpointTest, RunDirectoryIsCheckedBeforeTraining) {
+  namespace fs = std::filesystem;
+  const auto base = fs::temp_directory_path() / "demix_run_dir_check";
+  fs::remove_all(base);
+  fs::create_directories(base);
+  write_bytes((base / "file").string(), "x");
+  const auto under_file = (base / "file" / "run").string();
+  expect_error([&] { check_run_dir(under_file, 1); }, {under_file.c_str(), "cannot be created"});
+  const auto too_big = (base / "new" / "run").string();
+  expect_error([&] { check_run_dir(too_big, uintmax_t(1) << 62); }, {"MiB free"});
+  EXPECT_FALSE(fs::exists(base / "new"));  // refused before anything was created
+  check_run_dir(too_big, 1 << 20);
+  EXPECT_TRUE(fs::is_directory(too_big));
+  EXPECT_TRUE(fs::is_empty(too_big));  // the write probe is gone
 }
 
 }  // namespace

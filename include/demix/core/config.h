@@ -117,6 +117,8 @@ struct TrainConfig {
   std::string init_from;
   std::vector<std::string> train_domains;
   std::string trainable = "all";
+  std::string nonfinite = "skip";
+  int64_t nonfinite_limit = 10;
 
   template <class V>
   void visit(V& v) {
@@ -136,6 +138,11 @@ struct TrainConfig {
     v("trainable", trainable,
       "all; experts (only the experts of train_domains, all else frozen: DEMix-DAPT); "
       "or ff (only FF layers)");
+    v("nonfinite", nonfinite,
+      "a step whose global gradient norm is NaN or inf: skip (no update, counted) or stop");
+    v("nonfinite_limit", nonfinite_limit,
+      "skip: stop after this many non-finite steps in a row (checked every log_every steps); "
+      "0 = never");
   }
 };
 

@@ -38,6 +38,8 @@ class Tokenizer {
 // Splits a corpus file into documents (separated by a line holding a single form feed).
 std::vector<std::string> split_documents(const std::string& text);
 std::string read_file(const std::string& path);  // throws Error naming the path
+// A text file's bytes; throws Error naming the path and offset unless they are valid UTF-8.
+std::string read_text(const std::string& path);
 
 // Trains config.tokenizer.model on an equal-sized sample of every training domain's train split.
 void train_tokenizer(const Config& config);

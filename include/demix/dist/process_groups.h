@@ -40,9 +40,17 @@ class ProcessGroups {
   c10d::Backend* expert(int expert);
   void barrier();
 
+  // Progress in the store, to name the rank a failed collective waited for: each rank records
+  // the step whose gradient sync it reaches (one small store write per step);
+  // `describe_progress(step)` names the ranks that did not reach it, or says that the store is
+  // unreachable (its host, rank 0, is gone).
+  void report_progress(int64_t step);
+  std::string describe_progress(int64_t step);
+
  private:
   Placement placement_;
   int rank_;
+  c10::intrusive_ptr<c10d::Store> store_;
   Group world_;
   std::map<int, Group> experts_;
 };

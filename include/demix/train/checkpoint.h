@@ -9,6 +9,7 @@
 //                                 the same way: shared.safetensors, experts/<domain>.safetensors
 //   meta.json             format, step, data cursor, expert order (domains), tokenizer
 //   config.yaml           the resolved config of the run
+//   manifest.json         size and checksum of every file above, written last (core/manifest.h)
 // Tensor files are safetensors: Python reads them with safetensors.torch.load_file(path).
 // `<run>/checkpoints/latest` names the newest complete checkpoint. Experts are stored by domain,
 // never by rank or slot, so a checkpoint loads into any placement.
@@ -16,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -36,16 +38,29 @@ struct TrainState {
 
 // Writes a checkpoint of `model` (and `optimizer`, if given) under <run_dir>/checkpoints/, updates
 // `latest`, keeps the newest `keep` checkpoints, and returns the checkpoint's directory. With
-// `groups`, every rank calls it and writes what it owns.
+// `groups`, every rank calls it and writes what it owns. `after_model_files` runs once this rank's
+// parameter files are written, before its optimizer files (fault injection: a half-written one).
 std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
                             const AdamW* optimizer, const Config& config, TrainState state,
-                            int64_t keep, dist::ProcessGroups* groups = nullptr);
+                            int64_t keep, dist::ProcessGroups* groups = nullptr,
+                            const std::function<void()>& after_model_files = {});
 
-// Writes meta.json and config.yaml of a checkpoint directory (the expert order is data.domains).
-void write_metadata(const std::string& checkpoint, const Config& config, TrainState state);
+// Writes meta.json and config.yaml of a checkpoint directory (the expert order is data.domains),
+// then its manifest: call it once every other file is written.
+void seal_checkpoint(const std::string& checkpoint, const Config& config, TrainState state);
 
-// A checkpoint directory, or a run directory / checkpoints directory (then its `latest`).
+// Refuses, before any training, a run directory that cannot be created or written, or whose file
+// system has less than `checkpoint_bytes` free. Every rank may call it (`rank` names its probe).
+void check_run_dir(const std::string& run_dir, uintmax_t checkpoint_bytes, int rank = 0);
+
+// A checkpoint directory, or a run directory / checkpoints directory (then its `latest`). Throws
+// when a file of its manifest is missing or has the wrong size; load_model and load_optimizer
+// verify the checksum of each file they read.
 std::string resolve_checkpoint(const std::string& path);
+
+// The newest checkpoint of a run whose every file matches its manifest, "" if there is none;
+// warns about each newer one it skips (`--resume auto` after a crash or a corrupted file).
+std::string latest_valid_checkpoint(const std::string& run_dir);
 
 Config checkpoint_config(const std::string& checkpoint);
 TrainState checkpoint_state(const std::string& checkpoint);

@@ -23,8 +23,9 @@ class AdamW {
         const OptimConfig& optim);
 
   // One update at learning rate `lr`. Parameters without a gradient (an expert that saw no rows)
-  // are left alone, moments included.
-  void step(double lr);
+  // are left alone, moments included. With `skip` (a float 0-dim tensor on the parameters'
+  // device), the update is skipped when it holds 1 (a non-finite gradient), without a host sync.
+  void step(double lr, const at::Tensor& skip = {});
   void zero_grad();
 
   // Moments and step counts by parameter name: exp_avg/<name>, exp_avg_sq/<name>, step/<name>.

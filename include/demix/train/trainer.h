@@ -3,6 +3,7 @@
 // The single-process trainer: builds the model, optimizer and data stream from one Config, then
 // runs a recipe per step: micro-batches (forward, backward), clip, schedule, AdamW, log.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "demix/dist/process_groups.h"
 #include "demix/model/gpt.h"
 #include "demix/train/checkpoint.h"
+#include "demix/train/fault_injection.h"
 #include "demix/train/lr_schedule.h"
 #include "demix/train/metrics.h"
 #include "demix/train/optimizer.h"
@@ -40,9 +42,11 @@ class Trainer {
   void run();  // trains to train.steps, validates, checkpoints at the end
   StepResult train_step();
   std::vector<double> validate();  // valid loss per training domain (all ranks join)
-  std::string save_checkpoint();   // returns the checkpoint directory
+  int64_t skipped_steps() const { return int64_t(skipped_total_.item<double>()); }
+  std::string save_checkpoint();  // returns the checkpoint directory
 
   model::GptImpl& model() { return *model_; }
+  std::map<std::string, at::Tensor> optimizer_state() const { return optimizer_->state(); }
   const TrainState& state() const { return state_; }
   const dist::GradSync* grad_sync() const { return grad_sync_.get(); }  // nullptr: one process
 
@@ -51,6 +55,7 @@ class Trainer {
   void build_model(const std::vector<int>& hosted);        // model, optimizer, gradient sync
   bool is_trainable(const std::string& param_name) const;  // train.trainable
   void log_step(const StepResult& result, double seconds);
+  void check_nonfinite();  // a host sync: at log steps only; throws past train.nonfinite_limit
   void all_reduce_sum(at::Tensor& tensor);  // over the world group
 
   Config config_;
@@ -59,7 +64,8 @@ class Trainer {
   dist::Placement placement_;
   int rank_;
   std::unique_ptr<dist::GradSync> grad_sync_;
-  int64_t abort_at_step_ = -1;
+  FaultInjection faults_;
+  at::Tensor skipped_total_, skipped_in_a_row_, worst_in_a_row_;  // non-finite steps (device)
   model::Gpt model_{nullptr};
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;

@@ -1,0 +1,347 @@
+// Bad input through the command line, one case per test: the `demix` binary must exit non-zero
+// (not by a signal) with exactly one "error: " line on stderr that names the offending file, key
+// or value, and must leave the sandbox exactly as it was (nothing written, nothing overwritten).
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "demix/data/token_file.h"
+#include "demix/data/tokenizer.h"
+
+namespace demix {
+namespace {
+namespace fs = std::filesystem;
+
+const fs::path kSandbox = fs::temp_directory_path() / "demix_bad_input";
+const fs::path kWork = kSandbox / "work";       // everything here must survive each case unchanged
+const std::string kA = (kWork / "a").string();  // DEMix: scripture, humour
+const std::string kB = (kWork / "b").string();  // DEMix: scripture, wordnet, another seed
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct Result {
+  int exit_code = 0;
+  bool signaled = false;
+  std::string err;
+};
+
+Result run_demix(const std::vector<std::string>& args,
+                 const std::map<std::string, std::string>& env = {}) {
+  std::string command = "env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u MASTER_PORT -u DEMIX_FAULT";
+  for (const auto& [k, v] : env) command += " " + k + "=" + quote(v);
+  command += " " + quote(DEMIX_BIN);
+  for (const auto& a : args) command += " " + quote(a);
+  const auto err_path = (kSandbox / "stderr.txt").string();
+  command += " >/dev/null 2>" + quote(err_path);
+  const int status = std::system(command.c_str());
+  Result r;
+  r.signaled = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) >= 128);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  r.err = s.str();
+  return r;
+}
+
+// Every file and directory under kWork with its size and modification time.
+std::map<std::string, std::string> snapshot() {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(kWork)) {
+    const auto time = e.last_write_time().time_since_epoch().count();
+    out[e.path().string()] =
+        (e.is_regular_file() ? std::to_string(e.file_size()) : "dir") + "@" + std::to_string(time);
+  }
+  return out;
+}
+
+const std::vector<std::string> kSmall = {
+    "--config", "configs/tiny.yaml",    "--set", "model.n_layer=1",
+    "--set",    "model.d_model=32",     "--set", "model.n_head=2",
+    "--set",    "model.seq_len=32",     "--set", "train.steps=2",
+    "--set",    "optim.warmup_steps=1", "--set", "train.eval_tokens=256",
+    "--set",    "train.log_every=1"};
+
+std::vector<std::string> small_train(const std::string& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"train"};
+  args.insert(args.end(), kSmall.begin(), kSmall.end());
+  args.insert(args.end(),
+              {"--set", "data.domains=[scripture,humour]", "--set", "train.out_dir=" + out});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+void write(const fs::path& path, const std::string& bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// A tokens directory holding only scripture, from `tokens` (the other splits are the real ones).
+std::string token_dir(const std::string& name, const std::vector<uint16_t>& tokens,
+                      uint64_t vocab = 8192) {
+  const auto dir = kWork / name;
+  fs::create_directories(dir / "scripture");
+  for (const char* split : {"valid", "test"})
+    fs::copy_file("data/tokens/spm8k/scripture/" + std::string(split) + ".bin",
+                  dir / "scripture" / (std::string(split) + ".bin"),
+                  fs::copy_options::overwrite_existing);
+  data::TokenFileHeader header;
+  header.vocab_size = vocab;
+  data::write_token_file((dir / "scripture" / "train.bin").string(), tokens, header);
+  return dir.string();
+}
+
+int busy_port(int& fd) {  // a listening socket on 127.0.0.1: its port is in use
+  fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::listen(fd, 1);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return ntohs(addr.sin_port);
+}
+
+class BadInputTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    fs::remove_all(kSandbox);
+    fs::create_directories(kWork);
+    ASSERT_EQ(run_demix(small_train(kA)).exit_code, 0) << "training checkpoint a failed";
+    auto b =
+        small_train(kB, {"--set", "data.domains=[scripture,wordnet]", "--set", "train.seed=7"});
+    ASSERT_EQ(run_demix(b).exit_code, 0) << "training checkpoint b failed";
+    // Broken copies of a, and broken inputs.
+    const auto a_ckpt = kA + "/checkpoints/step_00000002";
+    for (const char* copy : {"a_foreign", "a_truncated", "a_missing"})
+      fs::copy(a_ckpt, kWork / copy, fs::copy_options::recursive);
+    fs::copy_file(kB + "/checkpoints/step_00000002/shared.safetensors",
+                  kWork / "a_foreign" / "shared.safetensors", fs::copy_options::overwrite_existing);
+    const auto expert = kWork / "a_truncated" / "experts" / "humour.safetensors";
+    fs::resize_file(expert, fs::file_size(expert) / 2);
+    fs::remove(kWork / "a_missing" / "experts" / "humour.safetensors");
+    write(kWork / "file", "not a directory\n");
+    write(kWork / "latin1.txt", "caf\xe9 au lait\n");
+    write(kWork / "ok.txt", "plain text\n");
+    write(kWork / "unknown_key.yaml", "model: {widht: 3}\n");
+    write(kWork / "no_domains.yaml", "model: {d_model: 64, n_head: 4}\n");
+    write(kWork / "syntax.yaml", "model: {d_model: 64\n");
+    std::vector<uint16_t> ok(4096, 5);
+    token_dir("tokens_empty", {});
+    auto high = ok;
+    high[1234] = 9000;
+    token_dir("tokens_high_id", high);
+    token_dir("tokens_odd", ok);
+    std::ofstream(kWork / "tokens_odd" / "scripture" / "train.bin", std::ios::app) << 'x';
+  }
+
+  // Runs one bad case; checks the exit, the single error line and that nothing changed.
+  void expect_refused(const std::vector<std::string>& args, const std::string& expected,
+                      const std::map<std::string, std::string>& env = {}) {
+    const auto before = snapshot();
+    const auto r = run_demix(args, env);
+    EXPECT_NE(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(r.signaled) << "crashed: " << r.err;
+    std::istringstream lines(r.err);
+    std::string line, error_line;
+    int errors = 0;
+    while (std::getline(lines, line))
+      if (line.rfind("error: ", 0) == 0) {
+        ++errors;
+        error_line = line;
+      }
+    EXPECT_EQ(errors, 1) << r.err;
+    EXPECT_NE(error_line.find(expected), std::string::npos)
+        << "expected '" << expected << "' in: " << r.err;
+    EXPECT_EQ(snapshot(), before) << "the sandbox changed";
+    EXPECT_FALSE(fs::exists(kWork / "out")) << "an output was written";
+  }
+
+  static std::string out() { return (kWork / "out").string(); }
+  static std::string a_checkpoint() { return kA + "/checkpoints/step_00000002"; }
+};
+
+// Configs.
+TEST_F(BadInputTest, UnknownKeyOnTheCommandLine) {
+  expect_refused(small_train(out(), {"--set", "model.d_modle=64"}), "model.d_modle");
+}
+TEST_F(BadInputTest, UnknownKeyInAFile) {
+  expect_refused({"train", "--config", (kWork / "unknown_key.yaml").string()}, "widht");
+}
+TEST_F(BadInputTest, WrongType) {
+  expect_refused(small_train(out(), {"--set", "model.d_model=wide"}), "model.d_model");
+}
+TEST_F(BadInputTest, MissingRequiredKey) {
+  expect_refused({"train", "--config", (kWork / "no_domains.yaml").string()}, "data.domains");
+}
+TEST_F(BadInputTest, NegativeSize) {
+  expect_refused(small_train(out(), {"--set", "model.n_layer=-1"}), "model.n_layer");
+}
+TEST_F(BadInputTest, ZeroSize) {
+  expect_refused(small_train(out(), {"--set", "data.sequences_per_domain=0"}),
+                 "data.sequences_per_domain");
+}
+TEST_F(BadInputTest, HeadsDoNotDivideWidth) {
+  expect_refused(small_train(out(), {"--set", "model.n_head=3"}), "not divisible by model.n_head");
+}
+TEST_F(BadInputTest, SequenceLongerThanTheCheckpointsPositions) {
+  expect_refused({"eval", a_checkpoint(), "--set", "model.seq_len=64"}, "wpe.weight");
+}
+TEST_F(BadInputTest, DomainListedTwice) {
+  expect_refused(small_train(out(), {"--set", "data.domains=[scripture,scripture]"}), "twice");
+}
+TEST_F(BadInputTest, YamlSyntaxError) {
+  expect_refused({"train", "--config", (kWork / "syntax.yaml").string()}, "syntax.yaml");
+}
+TEST_F(BadInputTest, MissingConfigFile) {
+  expect_refused({"train", "--config", "configs/nosuch.yaml"}, "configs/nosuch.yaml");
+}
+TEST_F(BadInputTest, UnknownNonFinitePolicy) {
+  expect_refused(small_train(out(), {"--set", "train.nonfinite=ignore"}), "train.nonfinite=ignore");
+}
+
+// Data.
+TEST_F(BadInputTest, MissingDomainDirectory) {
+  expect_refused(small_train(out(), {"--set", "data.domains=[scripture,klingon]"}), "klingon");
+}
+TEST_F(BadInputTest, EmptyTokenFile) {
+  expect_refused(small_train(out(), {"--set", "data.domains=[scripture]", "--set",
+                                     "data.tokens_dir=" + (kWork / "tokens_empty").string()}),
+                 "0 tokens, fewer than one sequence");
+}
+TEST_F(BadInputTest, TokenIdOutsideTheVocabulary) {
+  expect_refused(small_train(out(), {"--set", "data.domains=[scripture]", "--set",
+                                     "data.tokens_dir=" + (kWork / "tokens_high_id").string()}),
+                 "token id 9000 at position 1234");
+}
+TEST_F(BadInputTest, TokenFileSizeNotAMultipleOfTheTokenSize) {
+  expect_refused(small_train(out(), {"--set", "data.domains=[scripture]", "--set",
+                                     "data.tokens_dir=" + (kWork / "tokens_odd").string()}),
+                 "size does not match");
+}
+TEST_F(BadInputTest, TokenFilesOfAnotherVocabulary) {
+  expect_refused(small_train(out(), {"--set", "model.vocab_size=4096"}),
+                 "encoded with a 8192-piece vocabulary");
+}
+TEST_F(BadInputTest, NonUtf8TextFile) {
+  expect_refused({"eval", a_checkpoint(), "--text", (kWork / "latin1.txt").string()},
+                 "not UTF-8 text (invalid byte 0xe9 at offset 3)");
+}
+TEST_F(BadInputTest, MissingTextFile) {
+  expect_refused({"eval", a_checkpoint(), "--text", (kWork / "nosuch.txt").string()}, "nosuch.txt");
+}
+
+// Tokenizer.
+TEST_F(BadInputTest, MissingTokenizerModel) {
+  expect_refused({"eval", a_checkpoint(), "--text", (kWork / "ok.txt").string(), "--set",
+                  "tokenizer.model=" + (kWork / "nosuch.model").string()},
+                 "nosuch.model");
+}
+TEST_F(BadInputTest, NotATokenizerModel) {
+  expect_refused({"eval", a_checkpoint(), "--text", (kWork / "ok.txt").string(), "--set",
+                  "tokenizer.model=configs/tiny.yaml"},
+                 "not a sentencepiece model");
+}
+TEST_F(BadInputTest, TokenizerOfAnotherVocabularySize) {
+  expect_refused({"data", "--config", "configs/tiny.yaml", "--set", "model.vocab_size=4096"},
+                 "vocabulary of 8192 pieces, but model.vocab_size=4096");
+}
+
+// Checkpoints.
+TEST_F(BadInputTest, CheckpointOfAnotherShape) {
+  expect_refused({"eval", a_checkpoint(), "--set", "model.d_model=64"}, "has shape");
+}
+TEST_F(BadInputTest, CheckpointWithOtherExperts) {
+  expect_refused(small_train(out(), {"--set", "data.domains=[scripture,humour,wordnet]", "--set",
+                                     "train.init_from=" + kA}),
+                 "differ from the run's");
+}
+TEST_F(BadInputTest, SharedFingerprintMismatch) {
+  expect_refused({"expert", "add", kA, "--from", kB, "--domain", "wordnet", "--out", out()},
+                 "shared parameters differ");
+}
+TEST_F(BadInputTest, FileFromAnotherModel) {
+  expect_refused({"eval", (kWork / "a_foreign").string()}, "shared.safetensors");
+}
+TEST_F(BadInputTest, TruncatedCheckpointFile) {
+  expect_refused({"eval", (kWork / "a_truncated").string()}, "humour.safetensors");
+}
+TEST_F(BadInputTest, MissingCheckpointFile) {
+  expect_refused({"eval", (kWork / "a_missing").string()}, "humour.safetensors: missing");
+}
+TEST_F(BadInputTest, NotACheckpoint) {
+  expect_refused({"eval", kWork.string()}, "not a checkpoint");
+}
+TEST_F(BadInputTest, ResumeFromNowhere) {
+  expect_refused(small_train(out(), {"--resume", (kWork / "nosuch").string()}), "nosuch");
+}
+TEST_F(BadInputTest, RemoveAnUnknownExpert) {
+  expect_refused({"expert", "remove", kA, "--domain", "wordnet", "--out", out()},
+                 "no expert for domain 'wordnet'");
+}
+TEST_F(BadInputTest, MergeTheSameExpertTwice) {
+  expect_refused(
+      {"expert", "merge", kA, "--domains", "scripture,scripture", "--as", "x", "--out", out()},
+      "--domains lists 'scripture' twice");
+}
+TEST_F(BadInputTest, AdaptToADomainAlreadyTrained) {
+  expect_refused({"adapt", "--config", "configs/dapt_demix.yaml", "--set", "adapt.base=" + kA,
+                  "--set", "adapt.domain=humour", "--set", "train.out_dir=" + out()},
+                 "already trained on it");
+}
+
+// Command line.
+TEST_F(BadInputTest, UnknownSubcommand) { expect_refused({"frobnicate"}, "frobnicate"); }
+TEST_F(BadInputTest, MissingOptionValue) { expect_refused({"train", "--config"}, "--config"); }
+TEST_F(BadInputTest, UnknownOption) {
+  expect_refused({"eval", a_checkpoint(), "--bogus"}, "--bogus");
+}
+
+// Environment and output.
+TEST_F(BadInputTest, RankWithoutWorldSize) {
+  expect_refused(small_train(out()), "RANK=1: expected < WORLD_SIZE=1", {{"RANK", "1"}});
+}
+TEST_F(BadInputTest, MalformedWorldSize) {
+  expect_refused(small_train(out()), "WORLD_SIZE=two", {{"RANK", "0"}, {"WORLD_SIZE", "two"}});
+}
+TEST_F(BadInputTest, WorldSizeThatDoesNotSplitTheExperts) {
+  expect_refused(small_train(out(), {"--set", "data.domains=[scripture,humour,wordnet]"}),
+                 "WORLD_SIZE=2", {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}});
+}
+TEST_F(BadInputTest, PortInUse) {
+  int fd = -1;
+  const int port = busy_port(fd);
+  expect_refused(small_train(out(), {"--set", "dist.timeout_s=5"}),
+                 "cannot serve the rendezvous store on 127.0.0.1:" + std::to_string(port),
+                 {{"RANK", "0"},
+                  {"WORLD_SIZE", "2"},
+                  {"MASTER_ADDR", "127.0.0.1"},
+                  {"MASTER_PORT", std::to_string(port)}});
+  ::close(fd);
+}
+TEST_F(BadInputTest, OutputDirectoryUnderAFile) {
+  expect_refused(small_train((kWork / "file" / "run").string()), "cannot be created");
+}
+TEST_F(BadInputTest, OutputDirectoryHoldingARun) {
+  expect_refused(small_train(kA), "already holds a run");
+}
+TEST_F(BadInputTest, MalformedFaultInjection) {
+  expect_refused(small_train(out()), "DEMIX_FAULT", {{"DEMIX_FAULT", "explode:0"}});
+}
+
+}  // namespace
+}  // namespace demix
