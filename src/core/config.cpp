@@ -118,7 +118,9 @@ void merge_into(YAML::Node base, const YAML::Node& top) {
 YAML::Node load_yaml_file(const std::string& path, int depth = 0) {
   if (depth > 8) throw Error(path + ": base: chain deeper than 8 files (a cycle?)");
   std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open config file");
+  // A directory opens but fails on the first read (found by fuzzing: `base: .`).
+  if (!in || !std::filesystem::is_regular_file(path))
+    throw Error(path + ": cannot open config file");
   YAML::Node root;
   try {
     root = YAML::Load(in);
@@ -131,6 +133,8 @@ YAML::Node load_yaml_file(const std::string& path, int depth = 0) {
   if (!root["base"].IsScalar()) throw Error(path + ": base: expected a file name");
   const auto base_path =
       (std::filesystem::path(path).parent_path() / root["base"].as<std::string>()).string();
+  if (!std::filesystem::is_regular_file(base_path))
+    throw Error(path + ": base: " + base_path + " is not a config file");
   YAML::Node merged = load_yaml_file(base_path, depth + 1);
   root.remove("base");
   merge_into(merged, root);
@@ -183,8 +187,13 @@ Config parse_config(YAML::Node root, const std::string& source,
 }  // namespace
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  return parse_config(path.empty() ? YAML::Node(YAML::NodeType::Map) : load_yaml_file(path),
-                      path.empty() ? "config" : path, overrides);
+  const auto source = path.empty() ? std::string("config") : path;
+  try {
+    return parse_config(path.empty() ? YAML::Node(YAML::NodeType::Map) : load_yaml_file(path),
+                        source, overrides);
+  } catch (const YAML::Exception& e) {  // e.g. a key that is a list (found by fuzzing)
+    throw Error(source + ":" + std::to_string(e.mark.line + 1) + ": unexpected YAML: " + e.msg);
+  }
 }
 
 Config with_overrides(const Config& base, const std::vector<std::string>& overrides) {

@@ -1,5 +1,6 @@
 #include "demix/core/safetensors.h"
 
+#include <ATen/ATen.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cstring>
@@ -84,11 +85,19 @@ TensorDict load_safetensors(const std::string& path) {
       const auto dtype = dtype_of(entry.second["dtype"].as<std::string>(), path);
       const auto shape = entry.second["shape"].as<std::vector<int64_t>>();
       const auto offsets = entry.second["data_offsets"].as<std::vector<uint64_t>>();
-      auto t = at::empty(shape, at::TensorOptions().dtype(dtype));
-      const uint64_t bytes = t.numel() * t.element_size();
-      if (offsets.size() != 2 || offsets[1] - offsets[0] != bytes ||
-          data_start + offsets[1] > file.size())
+      // Size from the header, checked against the file before anything is allocated (found by
+      // fuzzing: a negative or huge dimension, offsets that wrap around).
+      uint64_t bytes = c10::elementSize(dtype);
+      for (const int64_t d : shape) {
+        if (d < 0 || (d > 0 && bytes > (file.size() - data_start) / uint64_t(d)))
+          throw Error(path + ": tensor '" + name + "' has an impossible shape " +
+                      c10::str(at::IntArrayRef(shape)) + " for its file");
+        bytes *= uint64_t(d);
+      }
+      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > file.size() - data_start ||
+          offsets[1] - offsets[0] != bytes)
         throw Error(path + ": tensor '" + name + "' lies outside the file (truncated?)");
+      auto t = at::empty(shape, at::TensorOptions().dtype(dtype));
       std::memcpy(t.data_ptr(), file.data() + data_start + offsets[0], bytes);
       out[name] = t;
     }

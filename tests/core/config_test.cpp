@@ -132,6 +132,13 @@ TEST(ConfigTest, RejectsUnknownAdaptInit) {
   expect_error(kMinimal, {"adapt.init=random"}, "adapt.init=random: expected closest or merge");
 }
 
+// Found by fuzzing (scripts/fuzz.sh): yaml-cpp's own exceptions escaped the loader.
+TEST(ConfigTest, RejectsNonScalarKeysAsAConfigError) {
+  expect_error("[in]: te}\nvocab_model", {}, "unexpected YAML");
+  expect_error("model: {[1, 2]: 3}\ndata: {domains: [a]}\n", {}, "");
+  expect_error("base: .\n", {}, "is not a config file");  // a directory
+}
+
 TEST(ConfigTest, RejectsMissingFile) {
   try {
     load_config("/nonexistent/demix.yaml");

@@ -21,6 +21,23 @@ train=(train --config configs/tiny.yaml --set model.n_layer=2 --set train.steps=
   --set train.eval_tokens=1024 --set dist.timeout_s=20 --set optim.eps=1e-4)
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
+# expect_failure KIND PATTERN [ARGS...]: rank 1 gets DEMIX_FAULT=KIND at step 2; the launch must
+# exit non-zero within the time limit and its stderr must match PATTERN (naming rank 1).
+expect_failure() {
+  local kind=$1 pattern=$2 start=$SECONDS
+  shift 2
+  mkdir -p "$(dirname "$out")"
+  DEMIX_FAULT=$kind:1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" "$@" \
+    --set train.out_dir="$out" 2>"$out.stderr"
+  local code=$?
+  cat "$out.stderr" >&2
+  [ $code -ne 0 ] || fail "the launch exited 0 although rank 1 had to $kind"
+  [ $code -ne 124 ] || fail "the launch hung (killed by timeout after 120 s)"
+  grep -q "$pattern" "$out.stderr" || fail "no '$pattern' on stderr"
+  echo "launch exited $code after $((SECONDS - start)) s, naming rank 1"
+  exit 0
+}
+
 case $mode in
   launch)
     timeout 300 "$demix" launch -n 2 -- "${train[@]}" --set train.out_dir="$out" ||
@@ -47,33 +64,10 @@ PY
     timeout 300 .venv/bin/torchrun --standalone --nproc_per_node=2 --no-python \
       "$demix" "${train[@]}" --set train.out_dir="$out" || fail "torchrun exited $?"
     ;;
-  dead_rank)
-    start=$SECONDS
-    mkdir -p "$(dirname "$out")"
-    DEMIX_FAULT=abort:1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" \
-      --set train.out_dir="$out" 2>"$out.stderr"
-    code=$?
-    cat "$out.stderr" >&2
-    [ $code -ne 0 ] || fail "the launch exited 0 although rank 1 aborted"
-    [ $code -ne 124 ] || fail "the launch hung (killed by timeout after 120 s)"
-    grep -q "demix launch: rank 1 (pid [0-9]*) was killed by signal" "$out.stderr" ||
-      fail "the launcher did not name rank 1"
-    echo "launch exited $code after $((SECONDS - start)) s, naming rank 1"
-    exit 0
-    ;;
+  dead_rank) expect_failure abort "demix launch: rank 1 (pid [0-9]*) was killed by signal" ;;
   hung_rank)
-    start=$SECONDS
-    mkdir -p "$(dirname "$out")"
-    DEMIX_FAULT=hang:1:2 timeout 120 "$demix" launch -n 2 -- "${train[@]}" \
-      --set dist.timeout_s=5 --set train.out_dir="$out" 2>"$out.stderr"
-    code=$?
-    cat "$out.stderr" >&2
-    [ $code -ne 0 ] || fail "the launch exited 0 although rank 1 hung"
-    [ $code -ne 124 ] || fail "the launch hung (killed by timeout after 120 s)"
-    grep -q "ranks that never reached the gradient sync of step 2: rank 1" "$out.stderr" ||
-      fail "rank 0 did not name rank 1"
-    echo "launch exited $code after $((SECONDS - start)) s, naming rank 1"
-    exit 0
+    expect_failure hang "ranks that never reached the gradient sync of step 2: rank 1" \
+      --set dist.timeout_s=5
     ;;
   kill_resume)
     steps=40

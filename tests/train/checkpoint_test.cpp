@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -105,6 +106,25 @@ void expect_error(F&& f, std::initializer_list<const char*> parts) {
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// A safetensors file whose header claims `shape` and `offsets` for one F32 tensor, with 12 data
+// bytes: load_safetensors must refuse it with demix::Error before allocating anything (found by
+// fuzzing: a negative dimension escaped as c10::Error; a huge one would allocate it).
+TEST(SafetensorsTest, ImpossibleHeadersAreErrors) {
+  const auto path = (std::filesystem::temp_directory_path() / "demix_bad.safetensors").string();
+  for (const std::string& tensor :
+       {R"("shape":[-3],"data_offsets":[0,12])", R"("shape":[1000000000000],"data_offsets":[0,12])",
+        R"("shape":[4611686018427387904,4],"data_offsets":[0,12])",
+        R"("shape":[3],"data_offsets":[12,0])",
+        R"("shape":[3],"data_offsets":[18446744073709551615,11])"}) {
+    const std::string header = R"({"w":{"dtype":"F32",)" + tensor + "}}";
+    std::string bytes(8, '\0');
+    const uint64_t n = header.size();
+    std::memcpy(bytes.data(), &n, 8);
+    write_bytes(path, bytes + header + std::string(12, '\1'));
+    expect_error([&] { load_safetensors(path); }, {"demix_bad.safetensors", "tensor 'w'"});
+  }
 }
 
 TEST(ManifestTest, ChecksumSeesAFlippedBitAndATrailingZero) {
