@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 
@@ -165,6 +166,7 @@ class BadInputTest : public ::testing::Test {
         error_line = line;
       }
     EXPECT_EQ(errors, 1) << r.err;
+    std::cout << "    " << error_line << "\n";  // the message, for the reader of the test log
     EXPECT_NE(error_line.find(expected), std::string::npos)
         << "expected '" << expected << "' in: " << r.err;
     EXPECT_EQ(snapshot(), before) << "the sandbox changed";
