@@ -38,3 +38,12 @@ add_test(NAME parity.posterior.check
          COMMAND ${DEMIX_PYTHON} tests/eval/posterior_check.py ${CMAKE_BINARY_DIR}/parity_demix
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(parity.posterior.check PROPERTIES FIXTURES_REQUIRED parity_demix)
+
+# The benchmark harness in smoke mode: it runs, and the PyTorch reference computes the same loss
+# on the same weights and batch (demix bench fails otherwise). Speed is not judged here.
+add_test(NAME bench.smoke
+         COMMAND demix bench --config configs/tiny.yaml --set model.n_layer=1 --set model.seq_len=64
+                 --steps 1 --warmup 1 --eval-tokens 512 --no-compile
+                 --out ${CMAKE_BINARY_DIR}/test_runs/bench_smoke
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(bench.smoke PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300)

@@ -36,5 +36,6 @@ void add_config_command(CLI::App& app);  // config
 void add_launch_command(CLI::App& app);  // launch
 void add_expert_command(CLI::App& app);  // expert list|remove|add|merge
 void add_adapt_command(CLI::App& app);   // adapt
+void add_bench_command(CLI::App& app);   // bench
 
 }  // namespace demix::cli

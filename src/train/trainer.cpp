@@ -204,6 +204,13 @@ StepResult Trainer::train_step() {
   return result;
 }
 
+data::Batch Trainer::peek_batch() const {
+  const auto cursor = batcher_->cursor();
+  auto batch = batcher_->next();
+  batcher_->set_cursor(cursor);
+  return batch;
+}
+
 std::vector<double> Trainer::validate() {
   model_->eval();
   // Each domain is scored once: by its expert's leader (rank 0 in a dense model).

@@ -41,6 +41,7 @@ class Trainer {
 
   void run();  // trains to train.steps, validates, checkpoints at the end
   StepResult train_step();
+  data::Batch peek_batch() const;  // the batch the next step will draw (the stream is unchanged)
   std::vector<double> validate();  // valid loss per training domain (all ranks join)
   int64_t skipped_steps() const { return int64_t(skipped_total_.item<double>()); }
   std::string save_checkpoint();  // returns the checkpoint directory

@@ -1,0 +1,31 @@
+#pragma once
+
+// `demix bench`: training and evaluation throughput of one config on this machine, with model
+// FLOPs utilisation against a GEMM peak measured in the same run, and the PyTorch reference of
+// the same model (scripts/bench/reference.py: eager and torch.compile) on the same weights, batch
+// and threads, after checking that it computes the same loss.
+
+#include <string>
+
+#include "demix/core/config.h"
+#include "demix/core/json.h"
+
+namespace demix::bench {
+
+struct BenchOptions {
+  int64_t steps = 10;          // timed training steps (the median is reported)
+  int64_t warmup = 3;          // untimed steps first
+  int64_t eval_tokens = 8192;  // tokens per evaluation measurement
+  bool reference = true;       // also run the PyTorch reference
+  bool compile = true;         // the reference also under torch.compile
+  std::string out;             // report directory (bench.json, bench.md, the reference's files)
+};
+
+// Runs the benchmark, writes <out>/bench.json and <out>/bench.md, and returns the Markdown.
+// Throws Error when the reference's loss differs from ours.
+std::string run_bench(Config config, const BenchOptions& options);
+
+// Median FLOP/s of an n x n x n matmul in `dtype` on `device` (the machine's attainable peak).
+double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n = 2048);
+
+}  // namespace demix::bench

@@ -1,0 +1,201 @@
+#include "demix/bench/bench.h"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <torch/cuda.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "demix/core/device.h"
+#include "demix/core/error.h"
+#include "demix/core/safetensors.h"
+#include "demix/data/corpus.h"
+#include "demix/eval/mixture.h"
+#include "demix/train/trainer.h"
+
+namespace demix::bench {
+namespace fs = std::filesystem;
+
+namespace {
+
+void synchronize(const std::string& device) {
+  if (device.rfind("cuda", 0) == 0) torch::cuda::synchronize();
+}
+
+template <class F>
+double median_seconds(int64_t warmup, int64_t reps, const std::string& device, F&& f) {
+  std::vector<double> times;
+  for (int64_t i = 0; i < warmup + reps; ++i) {
+    synchronize(device);
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    synchronize(device);
+    const auto seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (i >= warmup) times.push_back(seconds);
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// Parameters one token goes through: every shared one except the position table (a lookup) and
+// one expert per DEMix layer. The tied embedding counts once, as the output projection.
+double active_parameters(model::GptImpl& model, int64_t n_experts) {
+  double shared = 0, expert = 0;
+  for (const auto& item : model.named_parameters()) {
+    if (item.key().rfind("wpe.", 0) == 0) continue;
+    (model::expert_of(item.key()) ? expert : shared) += double(item.value().numel());
+  }
+  return shared + (n_experts > 0 ? expert / double(n_experts) : 0.0);
+}
+
+std::string fmt(const char* format, double value) {
+  char cell[64];
+  std::snprintf(cell, sizeof(cell), format, value);
+  return cell;
+}
+
+}  // namespace
+
+double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n) {
+  const auto options = at::TensorOptions().dtype(dtype).device(resolve_device(device));
+  const auto a = at::randn({n, n}, options), b = at::randn({n, n}, options);
+  auto c = at::empty({n, n}, options);
+  const double seconds = median_seconds(1, 5, device, [&] { at::mm_out(c, a, b); });
+  return 2.0 * double(n) * double(n) * double(n) / seconds;
+}
+
+std::string run_bench(Config config, const BenchOptions& options) {
+  const auto& device = config.train.device;
+  fs::create_directories(options.out);
+  config.train.out_dir = options.out + "/run";
+  config.train.steps = options.warmup + options.steps;
+  config.optim.warmup_steps = std::min(config.optim.warmup_steps, config.train.steps);
+  config.train.eval_every = 0;
+  config.train.checkpoint_every = 0;
+  fs::remove_all(config.train.out_dir);
+  if (config.train.threads > 0) at::set_num_threads(int(config.train.threads));
+  const int threads = at::get_num_threads();
+
+  spdlog::info("bench: measuring the fp32 GEMM peak");
+  const double peak = gemm_flops_per_s(at::kFloat, device);
+  train::Trainer trainer(config);
+  auto& model = trainer.model();
+  const int64_t E = config.n_experts();
+
+  // The first batch and the initial weights, for the reference's loss check.
+  const auto batch = trainer.peek_batch();
+  double initial_loss = 0;
+  {
+    at::NoGradGuard no_grad;
+    const model::Routing routing(batch.domains, resolve_device(device));
+    initial_loss = model
+                       .loss(batch.inputs.to(resolve_device(device)),
+                             batch.targets.to(resolve_device(device)), routing)
+                       .item<double>();
+  }
+  const auto checkpoint = trainer.save_checkpoint();
+  save_safetensors(options.out + "/batch.safetensors",
+                   {{"inputs", batch.inputs},
+                    {"targets", batch.targets},
+                    {"domains", at::tensor(batch.domains, at::kLong)}});
+
+  spdlog::info("bench: {} warm-up and {} timed training steps", options.warmup, options.steps);
+  int64_t tokens_per_step = 0;
+  const double step_s = median_seconds(options.warmup, options.steps, device,
+                                       [&] { tokens_per_step = trainer.train_step().tokens; });
+  const double tokens_per_s = double(tokens_per_step) / step_s;
+  const double active = active_parameters(model, E);
+  const auto& m = config.model;
+  const double flops_per_token =
+      6.0 * active + 12.0 * double(m.n_layer * m.seq_len * m.d_model);  // + attention
+  const double mfu = flops_per_token * tokens_per_s / peak;
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double peak_rss_mb = double(usage.ru_maxrss) / 1024.0;
+
+  // Evaluation: known-domain top-1, every expert mixed, and top-2 mixing.
+  const auto file = data::open_split(config, config.data.domains[0], "valid");
+  const auto windows = data::eval_windows(*file, m.seq_len, options.eval_tokens);
+  const double eval_tokens = double(windows.inputs.numel());
+  std::vector<std::pair<std::string, double>> eval_rates;
+  auto time_eval = [&](const std::string& name, const std::vector<double>& probs, int64_t top_k) {
+    const double s = median_seconds(1, 3, device, [&] {
+      auto prior = eval::Prior::fixed(probs);
+      eval::score_mixture(model, windows, prior, {eval::PosteriorKind::kPrefix, top_k, 16});
+    });
+    eval_rates.emplace_back(name, eval_tokens / s);
+  };
+  if (E > 0) {
+    std::vector<double> one_hot(size_t(E), 0.0);
+    one_hot[0] = 1.0;
+    time_eval("eval top-1", one_hot, 1);
+    time_eval("eval mixing, all " + std::to_string(E) + " experts",
+              std::vector<double>(size_t(E), 1.0), 0);
+    if (E > 2) time_eval("eval mixing, top-2", std::vector<double>(size_t(E), 1.0), 2);
+  }
+
+  JsonObject report, ours;
+  ours.add("step_s", step_s).add("tokens_per_s", tokens_per_s).add("mfu", mfu);
+  report.add("device", device)
+      .add("threads", threads)
+      .add("gemm_fp32_flops_per_s", peak)
+      .add("parameters", int64_t(model.num_params()))
+      .add("active_parameters", active)
+      .add("flops_per_token", flops_per_token)
+      .add("tokens_per_step", tokens_per_step)
+      .add("initial_loss", initial_loss)
+      .add("peak_rss_mb", peak_rss_mb)
+      .add("demix", ours);
+  for (const auto& [name, rate] : eval_rates) report.add(name + " tokens_per_s", rate);
+
+  std::string table =
+      "| training | tokens/s | step ms (median) | MFU | demix speed / this "
+      "|\n|---|---:|---:|---:|---:|\n";
+  auto row = [&](const std::string& name, double s) {
+    const double rate = double(tokens_per_step) / s;
+    table += "| " + name + " | " + fmt("%.0f", rate) + " | " + fmt("%.1f", s * 1e3) + " | " +
+             fmt("%.1f%%", 100 * flops_per_token * rate / peak) + " | " + fmt("%.2fx", s / step_s) +
+             " |\n";
+  };
+  row("demix (C++)", step_s);
+  if (options.reference) {
+    const auto json = options.out + "/reference.json";
+    std::ostringstream command;
+    command << ".venv/bin/python scripts/bench/reference.py " << checkpoint << " " << options.out
+            << "/batch.safetensors --expected-loss " << fmt("%.9g", initial_loss) << " --steps "
+            << options.steps << " --warmup " << options.warmup << " --threads " << threads
+            << " --json " << json << (options.compile ? "" : " --no-compile");
+    spdlog::info("bench: {}", command.str());
+    if (std::system(command.str().c_str()) != 0)
+      throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());
+    const auto reference = YAML::LoadFile(json);
+    for (const char* variant : {"eager", "compile"})
+      if (reference[variant]) {
+        const double s = reference[variant]["step_s"].as<double>();
+        row(std::string("PyTorch ") + variant, s);
+        report.add(std::string("reference_") + variant + "_step_s", s);
+      }
+  }
+  table += "\n| evaluation | tokens/s |\n|---|---:|\n";
+  for (const auto& [name, rate] : eval_rates)
+    table += "| " + name + " | " + fmt("%.0f", rate) + " |\n";
+  table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s fp32 GEMM peak (2048^3, measured), " +
+           std::to_string(threads) + " threads; " + fmt("%.2f", active / 1e6) +
+           "M active parameters, " + fmt("%.1f", flops_per_token / 1e6) +
+           " MFLOP/token; peak RSS " + fmt("%.0f", peak_rss_mb) + " MB; initial loss " +
+           fmt("%.6f", initial_loss) + "\n";
+  write_file_atomic(options.out + "/bench.json", report.str() + "\n");
+  write_file_atomic(options.out + "/bench.md", table);
+  return table;
+}
+
+}  // namespace demix::bench
