@@ -3,8 +3,10 @@
 // or value, and must leave the sandbox exactly as it was (nothing written, nothing overwritten).
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,7 +24,11 @@ namespace demix {
 namespace {
 namespace fs = std::filesystem;
 
-const fs::path kSandbox = fs::temp_directory_path() / "demix_bad_input";
+// ctest runs each case as its own process, two at a time: each process works in its own sandbox,
+// a copy of a fixture that the first process builds (under a lock) for this build of demix.
+const fs::path kFixture = fs::temp_directory_path() / "demix_bad_input_fixture";
+const fs::path kSandbox =
+    fs::temp_directory_path() / ("demix_bad_input." + std::to_string(::getpid()));
 const fs::path kWork = kSandbox / "work";       // everything here must survive each case unchanged
 const std::string kA = (kWork / "a").string();  // DEMix: scripture, humour
 const std::string kB = (kWork / "b").string();  // DEMix: scripture, wordnet, another seed
@@ -91,9 +97,9 @@ void write(const fs::path& path, const std::string& bytes) {
 }
 
 // A tokens directory holding only scripture, from `tokens` (the other splits are the real ones).
-std::string token_dir(const std::string& name, const std::vector<uint16_t>& tokens,
-                      uint64_t vocab = 8192) {
-  const auto dir = kWork / name;
+std::string token_dir(const fs::path& work, const std::string& name,
+                      const std::vector<uint16_t>& tokens, uint64_t vocab = 8192) {
+  const auto dir = work / name;
   fs::create_directories(dir / "scripture");
   for (const char* split : {"valid", "test"})
     fs::copy_file("data/tokens/spm8k/scripture/" + std::string(split) + ".bin",
@@ -119,36 +125,60 @@ int busy_port(int& fd) {  // a listening socket on 127.0.0.1: its port is in use
 
 class BadInputTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    fs::remove_all(kSandbox);
-    fs::create_directories(kWork);
-    ASSERT_EQ(run_demix(small_train(kA)).exit_code, 0) << "training checkpoint a failed";
-    auto b =
-        small_train(kB, {"--set", "data.domains=[scripture,wordnet]", "--set", "train.seed=7"});
-    ASSERT_EQ(run_demix(b).exit_code, 0) << "training checkpoint b failed";
+  // Two small trained checkpoints (a, b), broken copies of a, and broken inputs under `work`.
+  static bool build_fixture(const fs::path& work) {
+    const auto a = (work / "a").string(), b = (work / "b").string();
+    fs::create_directories(work);
+    if (run_demix(small_train(a)).exit_code != 0) return false;
+    if (run_demix(
+            small_train(b, {"--set", "data.domains=[scripture,wordnet]", "--set", "train.seed=7"}))
+            .exit_code != 0)
+      return false;
     // Broken copies of a, and broken inputs.
-    const auto a_ckpt = kA + "/checkpoints/step_00000002";
+    const auto a_ckpt = a + "/checkpoints/step_00000002";
     for (const char* copy : {"a_foreign", "a_truncated", "a_missing"})
-      fs::copy(a_ckpt, kWork / copy, fs::copy_options::recursive);
-    fs::copy_file(kB + "/checkpoints/step_00000002/shared.safetensors",
-                  kWork / "a_foreign" / "shared.safetensors", fs::copy_options::overwrite_existing);
-    const auto expert = kWork / "a_truncated" / "experts" / "humour.safetensors";
+      fs::copy(a_ckpt, work / copy, fs::copy_options::recursive);
+    fs::copy_file(b + "/checkpoints/step_00000002/shared.safetensors",
+                  work / "a_foreign" / "shared.safetensors", fs::copy_options::overwrite_existing);
+    const auto expert = work / "a_truncated" / "experts" / "humour.safetensors";
     fs::resize_file(expert, fs::file_size(expert) / 2);
-    fs::remove(kWork / "a_missing" / "experts" / "humour.safetensors");
-    write(kWork / "file", "not a directory\n");
-    write(kWork / "latin1.txt", "caf\xe9 au lait\n");
-    write(kWork / "ok.txt", "plain text\n");
-    write(kWork / "unknown_key.yaml", "model: {widht: 3}\n");
-    write(kWork / "no_domains.yaml", "model: {d_model: 64, n_head: 4}\n");
-    write(kWork / "syntax.yaml", "model: {d_model: 64\n");
+    fs::remove(work / "a_missing" / "experts" / "humour.safetensors");
+    write(work / "file", "not a directory\n");
+    write(work / "latin1.txt", "caf\xe9 au lait\n");
+    write(work / "ok.txt", "plain text\n");
+    write(work / "unknown_key.yaml", "model: {widht: 3}\n");
+    write(work / "no_domains.yaml", "model: {d_model: 64, n_head: 4}\n");
+    write(work / "syntax.yaml", "model: {d_model: 64\n");
     std::vector<uint16_t> ok(4096, 5);
-    token_dir("tokens_empty", {});
+    token_dir(work, "tokens_empty", {});
     auto high = ok;
     high[1234] = 9000;
-    token_dir("tokens_high_id", high);
-    token_dir("tokens_odd", ok);
-    std::ofstream(kWork / "tokens_odd" / "scripture" / "train.bin", std::ios::app) << 'x';
+    token_dir(work, "tokens_high_id", high);
+    token_dir(work, "tokens_odd", ok);
+    std::ofstream(work / "tokens_odd" / "scripture" / "train.bin", std::ios::app) << 'x';
+    return true;
   }
+
+  static void SetUpTestSuite() {
+    fs::create_directories(kSandbox);
+    const auto stamp =
+        "ready." + std::to_string(fs::last_write_time(DEMIX_BIN).time_since_epoch().count());
+    const int lock = ::open((kFixture.string() + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+    ::flock(lock, LOCK_EX);
+    if (!fs::exists(kFixture / stamp)) {
+      fs::remove_all(kFixture);
+      if (build_fixture(kFixture / "work")) write(kFixture / stamp, "");
+    }
+    ::flock(lock, LOCK_UN);
+    ::close(lock);
+    fixture_ready_ = fs::exists(kFixture / stamp);
+    if (fixture_ready_) fs::copy(kFixture / "work", kWork, fs::copy_options::recursive);
+  }
+  static void TearDownTestSuite() { fs::remove_all(kSandbox); }
+  void SetUp() override {
+    ASSERT_TRUE(fixture_ready_) << "the fixture checkpoints could not be trained (see stderr.txt)";
+  }
+  static inline bool fixture_ready_ = false;
 
   // Runs one bad case; checks the exit, the single error line and that nothing changed.
   void expect_refused(const std::vector<std::string>& args, const std::string& expected,
