@@ -1,5 +1,8 @@
 #include "demix/core/json.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -85,14 +88,22 @@ JsonObject& JsonObject::add_array(std::string_view key, const std::vector<JsonOb
   return raw(key, list + "]");
 }
 
+std::string temp_path_for(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+}
+
 void write_file_atomic(const std::string& path, const std::string& text) {
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temp_path_for(path);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << text;
-    if (!out.flush()) throw Error(path + ": cannot write");
+    if (!out.flush()) {
+      std::filesystem::remove(tmp);
+      throw Error(path + ": cannot write");
+    }
   }
   std::filesystem::rename(tmp, path);
 }

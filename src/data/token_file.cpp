@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "demix/core/error.h"
+#include "demix/core/json.h"
 
 namespace demix::data {
 namespace {
@@ -40,13 +41,16 @@ void write_token_file(const std::string& path, const std::vector<uint16_t>& toke
   std::memcpy(bytes, &raw, sizeof(raw));
 
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temp_path_for(path);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes, kHeaderBytes);
     out.write(reinterpret_cast<const char*>(tokens.data()),
               std::streamsize(tokens.size() * sizeof(uint16_t)));
-    if (!out.flush()) throw Error(tmp + ": write failed");
+    if (!out.flush()) {
+      std::filesystem::remove(tmp);
+      throw Error(path + ": write failed");
+    }
   }
   std::filesystem::rename(tmp, path);
 }

@@ -82,7 +82,11 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b) {
 // each expert bit-identical on every rank of its group.
 void expect_equivalent(int W, const std::vector<std::string>& domains, int64_t k,
                        bool overlap = true) {
-  const auto out = (fs::temp_directory_path() / ("demix_ep_" + std::to_string(W))).string();
+  // ctest may run these cases at the same time: one directory per case
+  const auto out = (fs::temp_directory_path() /
+                    ("demix_ep_" + std::to_string(W) + "_" + std::to_string(domains.size()) +
+                     (overlap ? "" : "_no_overlap")))
+                       .string();
   fs::remove_all(out);
   fs::remove_all(out + "_single");
   const int E = int(domains.size());

@@ -36,5 +36,8 @@ class JsonObject {
 
 // Writes `text` to `path` through a temporary file and a rename, so readers never see half a file.
 void write_file_atomic(const std::string& path, const std::string& text);
+// A temporary name beside `path`, unique to this process and call: writers of the same file in
+// several processes (ranks, parallel tests) never share one.
+std::string temp_path_for(const std::string& path);
 
 }  // namespace demix
