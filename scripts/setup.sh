@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
   libyaml-cpp-dev libspdlog-dev libfmt-dev libsentencepiece-dev sentencepiece libcli11-dev
   googletest libgtest-dev libgloo-dev)
-PIP_PACKAGES=(torch==2.11.0 numpy pyyaml safetensors matplotlib)
+PIP_PACKAGES=(torch==2.11.0 numpy pyyaml safetensors matplotlib transformers==5.24.0 sentencepiece protobuf)
 SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
 
 missing=()
@@ -21,7 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c 'import torch, yaml, safetensors, numpy, matplotlib; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
+if ! .venv/bin/python -c 'import torch, yaml, safetensors, numpy, matplotlib, transformers, sentencepiece; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
   echo "setup: creating .venv with ${PIP_PACKAGES[*]} (torch is ~4.7 GB)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check --no-cache-dir "${PIP_PACKAGES[@]}"

@@ -47,3 +47,18 @@ add_test(NAME bench.smoke
                  --out ${CMAKE_BINARY_DIR}/test_runs/bench_smoke
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(bench.smoke PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300)
+
+# Python access: the Hugging Face export reproduces the C++ token ids and log-probs (and the merged
+# export is an independent prior-weighted average); the README's Python snippet runs.
+foreach(mode export readme)
+  if(mode STREQUAL "export")
+    set(name interop.hf_export)
+  else()
+    set(name interop.readme_python)
+  endif()
+  add_test(NAME ${name} COMMAND bash tests/interop/hf_export_test.sh ${mode}
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300
+                       ENVIRONMENT "DEMIX_BIN=$<TARGET_FILE:demix>;PYTHON=${DEMIX_PYTHON}")
+endforeach()
+

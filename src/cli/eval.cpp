@@ -123,11 +123,50 @@ void mixture_report(EvalModel& m, const std::string& out) {
   spdlog::info("wrote {}/mixture.md, mixture.json, posterior.csv, posterior_positions.csv", out);
 }
 
+// Known-domain log-probability of every target token of a text file, window by window, as JSON:
+// what an exported model (demix export hf) must reproduce.
+void write_token_logprobs(EvalModel& m, const std::string& text, const std::string& domain,
+                          const std::string& out) {
+  if (m.groups) throw Error("--token-logprobs runs in one process");
+  const auto& domains = m.config.data.domains;
+  int64_t route = 0;
+  if (m.config.n_experts() > 0 || m.config.model.domain_token) {
+    const auto it = std::find(domains.begin(), domains.end(), domain);
+    if (it == domains.end())
+      throw Error("--domain " + (domain.empty() ? std::string("(missing)") : domain) +
+                  ": --token-logprobs routes by a training domain of " + m.checkpoint);
+    route = it - domains.begin();
+  }
+  torch::NoGradGuard no_grad;
+  m.model->eval();
+  const auto windows = text_windows(m, text);
+  const auto device = m.model->wte->weight.device();
+  const model::Routing routing(std::vector<int64_t>(size_t(windows.inputs.size(0)), route), device);
+  const auto logprobs =
+      m.model->token_logprobs(windows.inputs.to(device), windows.targets.to(device), routing)
+          .to(torch::kCPU, torch::kDouble);
+  auto values = [](const at::Tensor& row) {
+    const auto d = row.to(torch::kDouble).contiguous();
+    return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+  };
+  std::vector<JsonObject> rows;
+  for (int64_t i = 0; i < windows.inputs.size(0); ++i)
+    rows.push_back(JsonObject()
+                       .add("inputs", values(windows.inputs[i]))
+                       .add("targets", values(windows.targets[i]))
+                       .add("logprobs", values(logprobs[i])));
+  JsonObject report;
+  report.add("checkpoint", m.checkpoint).add("text", text).add("domain", domain);
+  report.add_array("windows", rows);
+  write_file_atomic(out, report.str() + "\n");
+  spdlog::info("wrote {}: {} windows of {} tokens", out, rows.size(), windows.inputs.size(1));
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
   struct Args {
-    std::string checkpoint, output, prior, text;
+    std::string checkpoint, output, prior, text, domain, token_logprobs;
     std::vector<std::string> overrides;
     bool mixture = false;
     int64_t top_k = 0;
@@ -147,8 +186,17 @@ void add_eval_command(CLI::App& app) {
                       "with --prior or --text: run only the k experts "
                       "with the largest prior (0 = all)");
   command->add_option("--text", args->text, "a plain text file of unknown domain to score");
+  command->add_option("--token-logprobs", args->token_logprobs,
+                      "with --text and --domain: write every token's log-probability under that "
+                      "domain's expert (JSON)");
+  command->add_option("--domain", args->domain, "the training domain --token-logprobs routes to");
   command->callback([args] {
     auto m = load_eval_model(args->checkpoint, args->overrides);
+    if (!args->token_logprobs.empty()) {
+      if (args->text.empty()) throw Error("--token-logprobs: give the text to score with --text");
+      write_token_logprobs(m, args->text, args->domain, args->token_logprobs);
+      return;
+    }
     if (args->mixture) {
       mixture_report(m, args->output.empty() ? m.checkpoint + "/mixture" : args->output);
       return;

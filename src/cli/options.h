@@ -28,14 +28,15 @@ struct ConfigOptions {
 // rank-tagged log pattern, quiets ranks other than 0, and binds "cuda" to cuda:LOCAL_RANK.
 std::unique_ptr<dist::ProcessGroups> join_process_groups(Config& config);
 
-void add_data_commands(CLI::App& app);   // tokenizer, data
-void add_train_command(CLI::App& app);   // train
-void add_eval_command(CLI::App& app);    // eval
-void add_prior_command(CLI::App& app);   // prior estimate
-void add_config_command(CLI::App& app);  // config
-void add_launch_command(CLI::App& app);  // launch
-void add_expert_command(CLI::App& app);  // expert list|remove|add|merge
-void add_adapt_command(CLI::App& app);   // adapt
-void add_bench_command(CLI::App& app);   // bench
+void add_data_commands(CLI::App& app);     // tokenizer, data
+void add_train_command(CLI::App& app);     // train
+void add_eval_command(CLI::App& app);      // eval
+void add_prior_command(CLI::App& app);     // prior estimate
+void add_config_command(CLI::App& app);    // config
+void add_launch_command(CLI::App& app);    // launch
+void add_expert_command(CLI::App& app);    // expert list|remove|add|merge
+void add_adapt_command(CLI::App& app);     // adapt
+void add_bench_command(CLI::App& app);     // bench
+void add_export_command(CLI::App& app);    // export hf
 
 }  // namespace demix::cli

@@ -96,6 +96,8 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
 
 int64_t Tokenizer::vocab_size() const { return processor_->GetPieceSize(); }
 int64_t Tokenizer::eos_id() const { return processor_->eos_id(); }
+int64_t Tokenizer::unk_id() const { return processor_->unk_id(); }
+std::string Tokenizer::piece(int64_t id) const { return processor_->IdToPiece(int(id)); }
 
 void train_tokenizer(const Config& config) {
   namespace fs = std::filesystem;

@@ -28,6 +28,8 @@ class Tokenizer {
   std::string decode(const std::vector<int64_t>& ids) const;
   int64_t vocab_size() const;
   int64_t eos_id() const;
+  int64_t unk_id() const;
+  std::string piece(int64_t id) const;                   // the vocabulary entry of `id`
   uint64_t fingerprint() const { return fingerprint_; }  // hash of the model file's bytes
 
  private:

@@ -1,0 +1,171 @@
+#include "demix/interop/hf_export.h"
+
+#include <filesystem>
+
+#include "demix/core/config.h"
+#include "demix/core/error.h"
+#include "demix/core/json.h"
+#include "demix/core/safetensors.h"
+#include "demix/data/tokenizer.h"
+#include "demix/eval/mixture.h"
+#include "demix/model/gpt.h"
+#include "demix/train/checkpoint.h"
+
+namespace demix::interop {
+namespace {
+namespace fs = std::filesystem;
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Our parameter name (experts stripped) -> GPT-2's, and whether GPT-2 stores it transposed.
+std::pair<std::string, bool> hf_name(const std::string& name) {
+  static const std::vector<std::pair<std::string, std::string>> kBlockParts = {
+      {"ln_1.", "ln_1."},
+      {"ln_2.", "ln_2."},
+      {"attn.qkv.", "attn.c_attn."},
+      {"attn.proj.", "attn.c_proj."},
+      {"ff.fc1.", "mlp.c_fc."},
+      {"ff.fc2.", "mlp.c_proj."}};
+  if (!starts_with(name, "blocks.")) return {"transformer." + name, false};  // wte, wpe, ln_f
+  const auto dot = name.find('.', 7);
+  const auto layer = name.substr(7, dot - 7), rest = name.substr(dot + 1);
+  for (const auto& [ours, theirs] : kBlockParts)
+    if (starts_with(rest, ours)) {
+      const auto param = rest.substr(ours.size());
+      const bool linear = ours.find("ln_") == std::string::npos;
+      return {"transformer.h." + layer + "." + theirs + param, linear && param == "weight"};
+    }
+  throw Error("export: no GPT-2 name for parameter " + name);
+}
+
+// The weight of each expert in the exported FF layers.
+std::vector<double> expert_weights(const Config& config, const HfExportOptions& options,
+                                   const std::string& checkpoint) {
+  const auto& domains = config.data.domains;
+  const auto E = config.n_experts();
+  if (E == 0) {
+    if (!options.domain.empty() || !options.merge_prior.empty())
+      throw Error(checkpoint +
+                  ": a dense model has no experts; export it without --domain/--merge");
+    return {};
+  }
+  if (options.domain.empty() == options.merge_prior.empty())
+    throw Error(checkpoint +
+                ": a DEMix model exports one expert path: give --domain X or --merge " +
+                "prior.json");
+  if (!options.merge_prior.empty()) {
+    auto probs = eval::read_prior(options.merge_prior, domains).probs();
+    double total = 0;
+    for (double p : probs) total += p;
+    for (double& p : probs) p /= total;
+    return probs;
+  }
+  const auto it = std::find(domains.begin(), domains.end(), options.domain);
+  if (it == domains.end()) {
+    std::string names;
+    for (const auto& d : domains) names += (names.empty() ? "" : ", ") + d;
+    throw Error("--domain " + options.domain + ": " + checkpoint +
+                " has no such expert (experts: " + names + ")");
+  }
+  std::vector<double> weights(size_t(E), 0.0);
+  weights[size_t(it - domains.begin())] = 1.0;
+  return weights;
+}
+
+std::string gpt2_config(const model::GptConfig& c, const data::Tokenizer& tokenizer,
+                        const std::string& checkpoint, const HfExportOptions& options,
+                        int64_t step) {
+  JsonObject provenance;
+  provenance.add("checkpoint", checkpoint).add("step", step);
+  if (!options.domain.empty()) provenance.add("domain", options.domain);
+  if (!options.merge_prior.empty()) provenance.add("merge_prior", options.merge_prior);
+  JsonObject json;
+  json.add("architectures", std::vector<std::string>{"GPT2LMHeadModel"})
+      .add("model_type", "gpt2")
+      .add("vocab_size", c.vocab_size)
+      .add("n_positions", c.block_size)
+      .add("n_embd", c.d_model)
+      .add("n_layer", c.n_layer)
+      .add("n_head", c.n_head)
+      .add("n_inner", c.d_ff)
+      .add("activation_function", "gelu_new")  // GELU, tanh approximation, as model/mlp.cpp
+      .add("layer_norm_epsilon", 1e-5)         // torch::nn::LayerNorm's default
+      .add("resid_pdrop", 0.0)
+      .add("embd_pdrop", 0.0)
+      .add("attn_pdrop", 0.0)
+      .add("initializer_range", c.init_std)
+      .add("tie_word_embeddings", true)
+      .add("eos_token_id", tokenizer.eos_id())
+      .add("dtype", "float32")
+      .add("demix", provenance);
+  return json.str() + "\n";
+}
+
+std::string tokenizer_config(const data::Tokenizer& tokenizer, int64_t max_length) {
+  // sentencepiece as trained by data/tokenizer.cpp: no BOS, no dummy prefix; `legacy` keeps the
+  // LlamaTokenizer from inserting one.
+  JsonObject json;
+  json.add("tokenizer_class", "LlamaTokenizer")
+      .add("add_bos_token", false)
+      .add("add_eos_token", false)
+      .add("add_prefix_space", false)
+      .add("legacy", true)
+      .add("bos_token", tokenizer.piece(tokenizer.eos_id()))
+      .add("eos_token", tokenizer.piece(tokenizer.eos_id()))
+      .add("unk_token", tokenizer.piece(tokenizer.unk_id()))
+      .add("model_max_length", max_length);
+  return json.str() + "\n";
+}
+
+}  // namespace
+
+void export_hf(const std::string& path, const HfExportOptions& options, const std::string& out) {
+  const auto checkpoint = train::resolve_checkpoint(path);
+  const auto config = train::checkpoint_config(checkpoint);
+  if (config.model.domain_token)
+    throw Error(checkpoint +
+                ": a +DOMAIN-TOKEN model prepends a learned domain token, which "
+                "GPT-2 has no slot for; it cannot be exported");
+  const auto weights = expert_weights(config, options, checkpoint);
+  if (fs::exists(out)) throw Error(out + ": already exists (choose a new --out)");
+  const data::Tokenizer tokenizer(config.tokenizer.model);
+
+  const auto gpt_config = model::GptConfig::from(config);
+  model::Gpt gpt(gpt_config);
+  train::load_model(checkpoint, *gpt);
+
+  TensorDict tensors;
+  torch::NoGradGuard no_grad;
+  for (const auto& item : gpt->named_parameters()) {
+    const auto expert = model::expert_of(item.key());
+    const double weight = expert ? weights[size_t(*expert)] : 1.0;
+    if (weight == 0.0) continue;
+    auto [name, transposed] = hf_name(model::strip_expert(item.key()));
+    auto value = item.value().to(torch::kFloat32);
+    if (transposed) value = value.t();
+    if (expert && weight != 1.0) value = value * weight;
+    auto& slot = tensors[name];
+    slot = slot.defined() ? slot + value : value.contiguous().clone();
+  }
+
+  const fs::path tmp = out + ".tmp";
+  fs::remove_all(tmp);
+  try {
+    fs::create_directories(tmp);
+    save_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    write_file_atomic((tmp / "config.json").string(),
+                      gpt2_config(gpt_config, tokenizer, checkpoint, options,
+                                  train::checkpoint_state(checkpoint).step));
+    fs::copy_file(config.tokenizer.model, tmp / "tokenizer.model");
+    write_file_atomic((tmp / "tokenizer_config.json").string(),
+                      tokenizer_config(tokenizer, gpt_config.block_size));
+    fs::rename(tmp, out);
+  } catch (...) {
+    fs::remove_all(tmp);
+    throw;
+  }
+}
+
+}  // namespace demix::interop
