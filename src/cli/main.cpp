@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   demix::cli::add_adapt_command(app);
   demix::cli::add_bench_command(app);
   demix::cli::add_export_command(app);
+  demix::cli::add_generate_command(app);
   spdlog::set_pattern("[%H:%M:%S] %v");
   if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say that a subcommand is required
     std::string known;

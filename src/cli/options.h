@@ -38,5 +38,6 @@ void add_expert_command(CLI::App& app);    // expert list|remove|add|merge
 void add_adapt_command(CLI::App& app);     // adapt
 void add_bench_command(CLI::App& app);     // bench
 void add_export_command(CLI::App& app);    // export hf
+void add_generate_command(CLI::App& app);  // generate
 
 }  // namespace demix::cli

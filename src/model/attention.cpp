@@ -7,11 +7,27 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(int64_t d_model, int64_t n_head
       qkv(register_module("qkv", torch::nn::Linear(d_model, 3 * d_model))),
       proj(register_module("proj", torch::nn::Linear(d_model, d_model))) {}
 
-torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerKv* kv, int64_t past,
+                                               int64_t capacity) {
   const auto B = x.size(0), T = x.size(1), C = x.size(2), hs = C / n_head;
   auto heads = qkv(x).view({B, T, 3, n_head, hs}).permute({2, 0, 3, 1, 4});  // (3, B, nh, T, hs)
-  auto y = at::scaled_dot_product_attention(heads[0], heads[1], heads[2], /*attn_mask=*/{},
-                                            /*dropout_p=*/0.0, /*is_causal=*/true);
+  auto k = heads[1], v = heads[2];
+  if (kv) {
+    // A causal mask with an offset is not needed: a prefix starts at 0, later tokens come alone
+    // and attend to every cached position.
+    TORCH_CHECK(past == 0 || T == 1, "KV cache: after the prefix, one token at a time");
+    TORCH_CHECK(past + T <= capacity, "KV cache: ", past + T, " positions exceed ", capacity);
+    if (!kv->k.defined()) {
+      kv->k = torch::empty({B, n_head, capacity, hs}, k.options());
+      kv->v = torch::empty_like(kv->k);
+    }
+    kv->k.narrow(2, past, T).copy_(k);
+    kv->v.narrow(2, past, T).copy_(v);
+    k = kv->k.narrow(2, 0, past + T);
+    v = kv->v.narrow(2, 0, past + T);
+  }
+  auto y = at::scaled_dot_product_attention(heads[0], k, v, /*attn_mask=*/{},
+                                            /*dropout_p=*/0.0, /*is_causal=*/past == 0);
   y = y.transpose(1, 2).reshape({B, T, C});  // (B, nh, T, hs) -> (B, T, C)
   return proj(y);
 }

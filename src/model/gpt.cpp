@@ -48,15 +48,18 @@ BlockImpl::BlockImpl(const GptConfig& c, bool demix)
     dense_ff = register_module("ff", Mlp(c.d_model, c.d_ff));
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing) {
-  auto h = x + attn(ln_1(x));
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing, KvCache* cache,
+                                 int64_t layer) {
+  auto h = x + (cache ? attn->forward(ln_1(x), &cache->layers[size_t(layer)], cache->length,
+                                      cache->capacity)
+                      : attn(ln_1(x)));
   auto normed = ln_2(h);
   return h + (demix_ff ? demix_ff->forward(normed, routing) : dense_ff->forward(normed));
 }
 
 GptImpl::GptImpl(GptConfig config, uint64_t seed) : config_(std::move(config)) {
   const auto& c = config_;
-  const int64_t positions = c.block_size + (c.n_domain_tokens > 0 ? 1 : 0);
+  const int64_t positions = context_length();
   wte = register_module("wte", torch::nn::Embedding(c.vocab_size, c.d_model));
   wpe = register_module("wpe", torch::nn::Embedding(positions, c.d_model));
   if (c.n_domain_tokens > 0)
@@ -95,22 +98,35 @@ void GptImpl::init_weights(uint64_t seed) {
   }
 }
 
-torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routing) {
+int64_t GptImpl::context_length() const {
+  return config_.block_size + (config_.n_domain_tokens > 0 ? 1 : 0);
+}
+
+torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routing, KvCache* cache) {
   const auto T = tokens.size(1);
-  TORCH_CHECK(T <= config_.block_size, "sequence of ", T, " tokens exceeds block_size ",
-              config_.block_size);
+  const int64_t past = cache ? cache->length : 0;
   auto x = wte(tokens);  // (B, T, C)
-  if (domain_tokens) {   // prepend the domain's token: (B, 1 + T, C)
-    x = torch::cat({domain_tokens(routing.domains()).unsqueeze(1), x}, 1);
-  }
-  x = x + wpe->weight.narrow(0, 0, x.size(1));
-  for (const auto& block : *blocks) x = block->as<Block>()->forward(x, routing);
+  // prepend the domain's token to a sequence's first tokens: (B, 1 + T, C)
+  const bool prepend = domain_tokens && past == 0;
+  if (prepend) x = torch::cat({domain_tokens(routing.domains()).unsqueeze(1), x}, 1);
+  TORCH_CHECK(past + x.size(1) <= context_length(), "sequence of ", past + T,
+              " tokens exceeds block_size ", config_.block_size);
+  x = x + wpe->weight.narrow(0, past, x.size(1));
+  if (cache && cache->layers.empty()) cache->layers.resize(size_t(config_.n_layer));
+  for (int64_t i = 0; i < config_.n_layer; ++i)
+    x = blocks[size_t(i)]->as<Block>()->forward(x, routing, cache, i);
+  if (cache) cache->length += x.size(1);
   x = ln_f(x);
-  return domain_tokens ? x.narrow(1, 1, T) : x;  // the domain token predicts nothing
+  return prepend ? x.narrow(1, 1, T) : x;  // the domain token predicts nothing
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens, const Routing& routing) {
-  return torch::matmul(hidden(tokens, routing), wte->weight.t());  // tied output: (B, T, V)
+  return torch::matmul(hidden(tokens, routing, nullptr), wte->weight.t());  // tied: (B, T, V)
+}
+
+torch::Tensor GptImpl::forward(const torch::Tensor& tokens, const Routing& routing,
+                               KvCache& cache) {
+  return torch::matmul(hidden(tokens, routing, &cache), wte->weight.t());
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets,

@@ -3,13 +3,18 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
+#include "demix/model/kv_cache.h"
+
 namespace demix::model {
 
 // Causal multi-head self-attention through scaled_dot_product_attention (flash/efficient kernels
 // on GPU, a fused kernel on CPU).
 struct CausalSelfAttentionImpl : torch::nn::Module {
   CausalSelfAttentionImpl(int64_t d_model, int64_t n_head);
-  torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C)
+  // (B, T, C) -> (B, T, C). With `kv`, the T new tokens follow the `past` ones cached there
+  // (either a prefix, past = 0, or one token at a time) and their keys and values are appended.
+  torch::Tensor forward(const torch::Tensor& x, LayerKv* kv = nullptr, int64_t past = 0,
+                        int64_t capacity = 0);
 
   int64_t n_head;
   torch::nn::Linear qkv{nullptr}, proj{nullptr};

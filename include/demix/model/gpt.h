@@ -44,7 +44,8 @@ struct GptConfig {
 
 struct BlockImpl : torch::nn::Module {
   BlockImpl(const GptConfig& config, bool demix);
-  torch::Tensor forward(const torch::Tensor& x, const Routing& routing);  // (B, T, C)
+  torch::Tensor forward(const torch::Tensor& x, const Routing& routing,  // (B, T, C)
+                        KvCache* cache = nullptr, int64_t layer = 0);
 
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   CausalSelfAttention attn{nullptr};
@@ -58,6 +59,10 @@ struct GptImpl : torch::nn::Module {
 
   // tokens (B, T) int64 -> logits (B, T, V).
   torch::Tensor forward(const torch::Tensor& tokens, const Routing& routing);
+  // Incremental decoding: logits (B, T, V) of `tokens` following the cache's positions (a prefix
+  // into an empty cache, then one token at a time); the cache keeps their keys and values.
+  torch::Tensor forward(const torch::Tensor& tokens, const Routing& routing, KvCache& cache);
+  int64_t context_length() const;  // positions, counting a +DOMAIN-TOKEN model's domain token
   // Mean cross-entropy of targets (B, T) under the model.
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets,
                      const Routing& routing);
@@ -79,7 +84,8 @@ struct GptImpl : torch::nn::Module {
   torch::nn::LayerNorm ln_f{nullptr};
 
  private:
-  torch::Tensor hidden(const torch::Tensor& tokens, const Routing& routing);  // (B, T, C)
+  torch::Tensor hidden(const torch::Tensor& tokens, const Routing& routing,  // (B, T, C)
+                       KvCache* cache);
   GptConfig config_;
 };
 TORCH_MODULE(Gpt);

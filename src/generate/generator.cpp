@@ -1,0 +1,70 @@
+#include "demix/generate/generator.h"
+
+#include "demix/core/error.h"
+#include "demix/model/kv_cache.h"
+
+namespace demix::generate {
+
+Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
+                    const ExpertChoice& experts, int64_t max_tokens, Sampler& sampler,
+                    int64_t eos) {
+  if (prompt.empty()) throw Error("generate: the prompt encodes to no tokens");
+  const auto context = model.config().block_size;
+  if (int64_t(prompt.size()) > context)
+    throw Error("generate: the prompt has " + std::to_string(prompt.size()) +
+                " tokens, more than the model's context of " + std::to_string(context));
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const auto device = model.wte->weight.device();
+  const bool mixing = !experts.domain;
+  const int64_t rows = mixing ? experts.log_prior.size(0) : 1;
+  std::vector<int64_t> route(size_t(rows), experts.domain.value_or(0));
+  if (mixing)
+    for (int64_t j = 0; j < rows; ++j) route[size_t(j)] = j;
+  const model::Routing routing(route, device);
+  model::KvCache cache(model.context_length());
+
+  // Every row reads the same tokens; row j goes through expert j.
+  auto tokens = torch::tensor(prompt, torch::kLong).to(device).unsqueeze(0).expand({rows, -1});
+  auto logprobs = at::log_softmax(model.forward(tokens, routing, cache).to(torch::kDouble), -1);
+  // The posterior's evidence so far: sum (prefix) or last (last-token) of log p_j(x_s | x_<s)
+  // over the prompt's tokens after the first.
+  auto evidence = torch::zeros({rows}, torch::kDouble);
+  if (mixing && prompt.size() > 1) {
+    const auto targets =
+        torch::tensor(std::vector<int64_t>(prompt.begin() + 1, prompt.end()), torch::kLong)
+            .to(device);
+    const auto seen = logprobs.narrow(1, 0, int64_t(prompt.size()) - 1)
+                          .gather(2, targets.view({1, -1, 1}).expand({rows, -1, 1}))
+                          .squeeze(2)
+                          .cpu();  // (E, T - 1)
+    evidence = experts.posterior == eval::PosteriorKind::kPrefix ? seen.sum(1)
+                                                                 : seen.select(1, seen.size(1) - 1);
+  }
+  auto next = logprobs.select(1, logprobs.size(1) - 1).cpu();  // (rows, V)
+
+  Generation out;
+  for (int64_t step = 0; step < max_tokens && int64_t(prompt.size()) + step < context; ++step) {
+    at::Tensor dist = next[0];
+    if (mixing) {
+      const auto log_post = at::log_softmax(experts.log_prior.to(torch::kDouble) + evidence, 0);
+      dist = at::logsumexp(log_post.unsqueeze(1) + next, 0);  // (V)
+      const auto post = log_post.exp().contiguous();
+      out.posterior.emplace_back(post.data_ptr<double>(), post.data_ptr<double>() + rows);
+    }
+    const int64_t token = sampler.next(dist);
+    out.tokens.push_back(token);
+    if (token == eos) break;
+    if (mixing) {
+      const auto seen = next.select(1, token);  // log p_j(token | x_<t), (E)
+      evidence = experts.posterior == eval::PosteriorKind::kPrefix ? evidence + seen : seen;
+    }
+    const auto input = torch::full({rows, 1}, token, torch::kLong).to(device);
+    next = at::log_softmax(model.forward(input, routing, cache).to(torch::kDouble), -1)
+               .select(1, 0)
+               .cpu();
+  }
+  return out;
+}
+
+}  // namespace demix::generate

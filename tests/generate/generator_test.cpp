@@ -1,0 +1,151 @@
+// Generation against independent references: the KV-cached forward against the full forward,
+// greedy and mixed generation against recomputing every step from scratch with the posterior
+// written out in closed form, and the sampling filters against hand-computed distributions.
+
+#include "demix/generate/generator.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "demix/model/kv_cache.h"
+
+namespace demix::generate {
+namespace {
+
+model::GptConfig small(int64_t experts, int64_t domain_tokens = 0) {
+  model::GptConfig c;
+  c.vocab_size = 40;
+  c.block_size = 16;
+  c.d_model = 16;
+  c.n_layer = 3;
+  c.n_head = 2;
+  c.d_ff = 32;
+  c.n_experts = experts;
+  c.demix_layers = {0, 2};
+  c.n_domain_tokens = domain_tokens;
+  c.init_std = 0.2;  // peaked distributions, so that the experts disagree
+  return c;
+}
+
+std::vector<int64_t> as_vector(const at::Tensor& t) {
+  auto c = t.to(torch::kLong).contiguous();
+  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
+
+TEST(KvCacheTest, IncrementalLogitsEqualTheFullForward) {
+  for (const auto& [experts, domain_tokens] : {std::pair{3, 0}, std::pair{0, 3}}) {
+    model::Gpt gpt(small(experts, domain_tokens), /*seed=*/5);
+    gpt->eval();
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(3);
+    const auto tokens = torch::randint(0, 40, {3, 16}, torch::kLong);
+    const model::Routing routing({0, 1, 2}, torch::kCPU);
+    const auto full = gpt->forward(tokens, routing);
+    model::KvCache cache(gpt->context_length());
+    std::vector<at::Tensor> parts = {gpt->forward(tokens.narrow(1, 0, 5), routing, cache)};
+    for (int64_t t = 5; t < 16; ++t)
+      parts.push_back(gpt->forward(tokens.narrow(1, t, 1), routing, cache));
+    const auto cached = torch::cat(parts, 1);
+    EXPECT_LT((cached - full).abs().max().item<double>(), 1e-5)
+        << "experts " << experts << ", domain tokens " << domain_tokens;
+    EXPECT_THROW(gpt->forward(tokens.narrow(1, 0, 1), routing, cache), c10::Error);  // full
+  }
+}
+
+TEST(GeneratorTest, GreedyWithADomainEqualsRecomputingEveryStep) {
+  model::Gpt gpt(small(3), /*seed=*/9);
+  const std::vector<int64_t> prompt = {4, 17, 8};
+  Sampler greedy({/*temperature=*/0.0});
+  const auto generated = generate(*gpt, prompt, {/*domain=*/2}, 10, greedy).tokens;
+
+  torch::NoGradGuard no_grad;
+  auto sequence = prompt;
+  for (int step = 0; step < 10; ++step) {
+    const auto input = torch::tensor(sequence, torch::kLong).unsqueeze(0);
+    const auto logits = gpt->forward(input, model::Routing({2}, torch::kCPU));
+    sequence.push_back(logits[0][-1].argmax().item<int64_t>());
+  }
+  EXPECT_EQ(generated, std::vector<int64_t>(sequence.begin() + 3, sequence.end()));
+}
+
+// The mixture written out by hand: per-expert log-probs from full forwards, the prefix posterior
+// as a normalised cumulative sum, the ensemble as a posterior-weighted sum of probabilities.
+TEST(GeneratorTest, MixingFollowsTheDomainPosteriorOfTheTextSoFar) {
+  const int64_t E = 3;
+  model::Gpt gpt(small(E), /*seed=*/11);
+  const std::vector<double> prior = {0.5, 0.3, 0.2};
+  const std::vector<int64_t> prompt = {1, 2, 3, 5, 8};
+  ExpertChoice mix{std::nullopt, torch::tensor(prior, torch::kDouble).log()};
+  Sampler greedy({/*temperature=*/0.0});
+  const auto out = generate(*gpt, prompt, mix, 8, greedy);
+  ASSERT_EQ(out.tokens.size(), 8u);
+
+  torch::NoGradGuard no_grad;
+  auto sequence = prompt;
+  sequence.insert(sequence.end(), out.tokens.begin(), out.tokens.end());
+  const auto input = torch::tensor(sequence, torch::kLong).unsqueeze(0).expand({E, -1});
+  const auto probs = torch::softmax(
+      gpt->forward(input, model::Routing({0, 1, 2}, torch::kCPU)).to(torch::kDouble), -1);
+  for (size_t step = 0; step < out.tokens.size(); ++step) {
+    const int64_t t = int64_t(prompt.size() + step);  // predicting sequence[t]
+    std::vector<double> weights(E);
+    double total = 0;
+    for (int64_t j = 0; j < E; ++j) {
+      double likelihood = prior[size_t(j)];
+      for (int64_t s = 1; s < t; ++s)
+        likelihood *= probs[j][s - 1][sequence[size_t(s)]].item<double>();
+      weights[size_t(j)] = likelihood;
+      total += likelihood;
+    }
+    auto next = torch::zeros({40}, torch::kDouble);
+    for (int64_t j = 0; j < E; ++j) {
+      EXPECT_NEAR(out.posterior[step][size_t(j)], weights[size_t(j)] / total, 1e-5);  // fp32 model
+      next += weights[size_t(j)] / total * probs[j][t - 1];
+    }
+    EXPECT_EQ(out.tokens[step], next.argmax().item<int64_t>()) << "step " << step;
+  }
+  // The text so far pulls the posterior away from the prior.
+  double moved = 0;
+  for (int64_t j = 0; j < E; ++j)
+    moved += std::abs(out.posterior.back()[size_t(j)] - prior[size_t(j)]);
+  EXPECT_GT(moved, 1e-3);
+}
+
+TEST(GeneratorTest, StopsAtTheEndOfTheContext) {
+  model::Gpt gpt(small(0), /*seed=*/1);
+  Sampler sampler({/*temperature=*/1.0, 0, 1.0, /*seed=*/4});
+  const auto out = generate(*gpt, std::vector<int64_t>(10, 3), {/*domain=*/0}, 100, sampler);
+  EXPECT_EQ(out.tokens.size(), 6u);  // 16 positions, 10 taken by the prompt
+}
+
+TEST(SamplerTest, FiltersGiveTheHandComputedDistributions) {
+  const auto log_probs = torch::tensor({0.1, 0.4, 0.05, 0.3, 0.15}, torch::kDouble).log();
+  auto expect = [&](SamplingOptions options, std::vector<double> expected) {
+    const auto got = sampling_distribution(log_probs, options);
+    for (size_t i = 0; i < expected.size(); ++i)
+      EXPECT_NEAR(got[int64_t(i)].item<double>(), expected[i], 1e-12) << "token " << i;
+  };
+  expect({0.0}, {0, 1, 0, 0, 0});                          // greedy
+  expect({1.0, 2}, {0, 0.4 / 0.7, 0, 0.3 / 0.7, 0});       // top-k 2
+  expect({1.0, 0, 0.7}, {0, 0.4 / 0.7, 0, 0.3 / 0.7, 0});  // 0.4 + 0.3 reach 0.7
+  expect({1.0, 0, 0.75}, {0, 0.4 / 0.85, 0, 0.3 / 0.85, 0.15 / 0.85});
+  const double z = 0.01 + 0.16 + 0.0025 + 0.09 + 0.0225;  // temperature 1/2 squares p
+  expect({0.5}, {0.01 / z, 0.16 / z, 0.0025 / z, 0.09 / z, 0.0225 / z});
+}
+
+TEST(SamplerTest, DrawsFollowTheDistributionAndTheSeed) {
+  const auto log_probs = torch::tensor({0.1, 0.4, 0.05, 0.3, 0.15}, torch::kDouble).log();
+  Sampler a({1.0, 3, 1.0, /*seed=*/7}), b({1.0, 3, 1.0, /*seed=*/7});
+  std::vector<int64_t> counts(5, 0);
+  const int draws = 20000;
+  for (int i = 0; i < draws; ++i) {
+    const auto token = a.next(log_probs);
+    ASSERT_EQ(token, b.next(log_probs)) << "same seed, different draw";
+    ++counts[size_t(token)];
+  }
+  const std::vector<double> expected = {0, 0.4 / 0.85, 0, 0.3 / 0.85, 0.15 / 0.85};
+  for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(double(counts[i]) / draws, expected[i], 0.015) << i;
+}
+
+}  // namespace
+}  // namespace demix::generate
