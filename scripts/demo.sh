@@ -14,3 +14,5 @@ OUT_DIR=$(build/demix config --config "$CONFIG" --get train.out_dir)
 build/demix eval "$OUT_DIR" --output "$OUT_DIR/eval.json" | tee "$OUT_DIR/eval.md"
 # Unknown-domain evaluation: every domain, novel ones included, mixed by the domain posterior.
 build/demix eval "$OUT_DIR" --mixture --output "$OUT_DIR/mixture"
+# training.png (loss per domain, lr, tokens/s) and perplexity.png
+.venv/bin/python scripts/plot.py "$OUT_DIR"

@@ -43,13 +43,21 @@ void add_config_command(CLI::App& app) {
   auto options = std::make_shared<ConfigOptions>();
   auto key = std::make_shared<std::string>();
   auto* command = app.add_subcommand("config", "print the resolved config, or one key of it");
-  options->add_to(*command);
+  options->add_to(*command, /*required=*/false);  // not for --reference
   command->add_option("--get", *key, "print only this key, e.g. train.out_dir");
   auto world = std::make_shared<int>(0);
   command->add_option("--comm", *world,
                       "print parameter counts and the bytes each rank all-reduces per step on "
                       "this many ranks, against dense DDP of the same total size");
-  command->callback([options, key, world] {
+  auto reference = std::make_shared<bool>(false);
+  command->add_flag("--reference", *reference,
+                    "print every key with its type, default and meaning (Markdown)");
+  command->callback([options, key, world, reference] {
+    if (*reference) {
+      std::cout << config_reference();
+      return;
+    }
+    if (options->path.empty()) throw Error("demix config: give the config file with --config");
     if (*world > 0) {
       print_communication(options->load(), *world);
       return;

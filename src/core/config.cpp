@@ -310,4 +310,23 @@ std::string to_yaml(Config config) {
   return std::string(out.c_str()) + "\n";
 }
 
+std::string config_reference() {
+  const auto defaults = YAML::Load(to_yaml(Config{}));
+  std::string out;
+  auto describe_section = [&](const char* name, auto& section) {
+    out +=
+        std::string("\n## ") + name + "\n\n| key | type | default | meaning |\n|---|---|---|---|\n";
+    auto describe = [&](const char* key, const auto& field, const char* doc) {
+      auto value = YAML::Dump(defaults[name][key]);
+      if (value.empty() || value == "\"\"") value = "\"\"";
+      out += std::string("| `") + name + "." + key + "` | " + type_name(field) + " | `" + value +
+             "` | " + doc + " |\n";
+    };
+    section.visit(describe);
+  };
+  Config config;
+  config.visit_sections(describe_section);
+  return out;
+}
+
 }  // namespace demix

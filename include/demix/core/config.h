@@ -245,6 +245,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 // `base` with overrides layered on top, validated again.
 Config with_overrides(const Config& base, const std::vector<std::string>& overrides);
 
+// Every key of every section as Markdown tables (key, type, default, meaning), from the same
+// field lists that loading walks: docs/config.md is this text, checked by a test.
+std::string config_reference();
+
 // The resolved config as YAML, every field present; load_config of it gives the same Config.
 std::string to_yaml(Config config);
 
