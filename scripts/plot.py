@@ -58,24 +58,30 @@ def plot_perplexity(run_dir, out):
     eval_path = os.path.join(run_dir, "eval.json")
     if os.path.exists(eval_path):
         scores = json.load(open(eval_path))["scores"]
-        columns["eval.json (known domain)"] = {
-            s["domain"]: s["perplexity"] for s in scores if s["split"] == "test"}
+        test = [s for s in scores if s["split"] == "test"]
+        if test:
+            label = f"eval.json: known domain ({test[0]['tokens']} tokens)"
+            columns[label] = {s["domain"]: s["perplexity"] for s in test}
     mixture_path = os.path.join(run_dir, "mixture", "mixture.json")
     if os.path.exists(mixture_path):
-        for row in json.load(open(mixture_path))["domains"]:
+        rows = json.load(open(mixture_path))["domains"]
+        for row in rows:
             for variant, value in row["perplexity"].items():
-                columns.setdefault(variant, {})[row["domain"]] = value
+                if value is not None:  # top-1 has no expert for a novel domain
+                    label = f"mixture.json: {variant} ({rows[0]['tokens']} tokens)"
+                    columns.setdefault(label, {})[row["domain"]] = value
     if not columns:
         return False
     domains = list(dict.fromkeys(d for c in columns.values() for d in c))
     width = 0.8 / len(columns)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(domains), 4.5))
+    fig, ax = plt.subplots(figsize=(4.0 + 0.9 * len(domains), 4.5))
     for i, (label, values) in enumerate(columns.items()):
         xs = [d + i * width for d, name in enumerate(domains) if name in values]
         ax.bar(xs, [values[n] for n in domains if n in values], width, label=label)
     ax.set_xticks([d + 0.4 - width / 2 for d in range(len(domains))], domains, rotation=45, ha="right")
-    ax.set(ylabel="test perplexity", yscale="log", title=os.path.basename(os.path.normpath(run_dir)))
-    ax.legend(fontsize=7)
+    ax.set(ylabel="test perplexity (first N tokens of each domain)", yscale="log",
+           title=os.path.basename(os.path.normpath(run_dir)))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
