@@ -69,17 +69,6 @@ eval::Prior prior_from(const EvalModel& m, const std::string& prior_file) {
   return eval::Prior::uniform(E);
 }
 
-std::string format_posterior(const std::vector<std::string>& experts,
-                             const std::vector<double>& probs) {
-  std::string out;
-  char cell[64];
-  for (size_t j = 0; j < experts.size(); ++j) {
-    std::snprintf(cell, sizeof(cell), "%s%s %.3f", j ? ", " : "", experts[j].c_str(), probs[j]);
-    out += cell;
-  }
-  return out;
-}
-
 // Writes the report files of --mixture into `out` and draws the PNGs when the venv has matplotlib.
 void mixture_report(EvalModel& m, const std::string& out) {
   require_experts(m);
@@ -220,7 +209,7 @@ void add_eval_command(CLI::App& app) {
         if (!m.writes()) continue;
         std::printf("%s: %lld tokens, perplexity %.2f\n  mean block posterior: %s\n", name.c_str(),
                     static_cast<long long>(result.score.tokens), std::exp(result.score.loss()),
-                    format_posterior(m.experts(), result.mean_block_posterior).c_str());
+                    eval::format_prior(m.experts(), result.mean_block_posterior).c_str());
       }
       return;
     }
@@ -278,7 +267,7 @@ void add_prior_command(CLI::App& app) {
     eval::write_prior(args->output, prior, m.experts(), source, blocks);
     std::printf("prior of %s over %lld blocks: %s\nwrote %s\n", source.c_str(),
                 static_cast<long long>(blocks),
-                format_posterior(m.experts(), prior.probs()).c_str(), args->output.c_str());
+                eval::format_prior(m.experts(), prior.probs()).c_str(), args->output.c_str());
   });
 }
 

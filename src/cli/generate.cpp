@@ -12,20 +12,6 @@
 #include "options.h"
 
 namespace demix::cli {
-namespace {
-
-std::string format_probs(const std::vector<std::string>& names, const std::vector<double>& p) {
-  std::string out;
-  char cell[96];
-  for (size_t j = 0; j < names.size(); ++j) {
-    std::snprintf(cell, sizeof(cell), "%s%s %.3f", j ? ", " : "", names[j].c_str(), p[j]);
-    out += cell;
-  }
-  return out;
-}
-
-}  // namespace
-
 void add_generate_command(CLI::App& app) {
   struct Args {
     std::string checkpoint, prompt, domain, prior, mix;
@@ -98,9 +84,9 @@ void add_generate_command(CLI::App& app) {
     std::printf("%s%s\n", args->prompt.c_str(), tokenizer.decode(out.tokens).c_str());
     if (!out.posterior.empty()) {
       std::fprintf(stderr, "posterior before the first generated token: %s\n",
-                   format_probs(domains, out.posterior.front()).c_str());
+                   eval::format_prior(domains, out.posterior.front()).c_str());
       std::fprintf(stderr, "posterior before the last generated token:  %s\n",
-                   format_probs(domains, out.posterior.back()).c_str());
+                   eval::format_prior(domains, out.posterior.back()).c_str());
     }
   });
 }

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdio>
 #include <limits>
 #include <numeric>
 
@@ -140,6 +141,17 @@ void write_prior(const std::string& path, const Prior& prior,
       .add("source", source)
       .add("blocks", blocks);
   write_file_atomic(path, out.str() + "\n");
+}
+
+std::string format_prior(const std::vector<std::string>& experts,
+                         const std::vector<double>& probs) {
+  std::string out;
+  char cell[96];
+  for (size_t j = 0; j < experts.size(); ++j) {
+    std::snprintf(cell, sizeof(cell), "%s%s %.3f", j ? ", " : "", experts[j].c_str(), probs[j]);
+    out += cell;
+  }
+  return out;
 }
 
 Prior read_prior(const std::string& path, const std::vector<std::string>& experts) {

@@ -8,28 +8,21 @@
 #include <torch/torch.h>
 
 #include "demix/model/kv_cache.h"
+#include "support/small_config.h"
 
 namespace demix::generate {
 namespace {
 
 model::GptConfig small(int64_t experts, int64_t domain_tokens = 0) {
-  model::GptConfig c;
-  c.vocab_size = 40;
-  c.block_size = 16;
-  c.d_model = 16;
-  c.n_layer = 3;
-  c.n_head = 2;
-  c.d_ff = 32;
+  auto config = test_support::small_config();
+  config.model.seq_len = 16;
+  config.model.n_layer = 3;
+  config.model.demix_layers = {0, 2};
+  config.model.init_std = 0.2;  // peaked distributions, so that the experts disagree
+  auto c = model::GptConfig::from(config);
   c.n_experts = experts;
-  c.demix_layers = {0, 2};
   c.n_domain_tokens = domain_tokens;
-  c.init_std = 0.2;  // peaked distributions, so that the experts disagree
   return c;
-}
-
-std::vector<int64_t> as_vector(const at::Tensor& t) {
-  auto c = t.to(torch::kLong).contiguous();
-  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
 }
 
 TEST(KvCacheTest, IncrementalLogitsEqualTheFullForward) {

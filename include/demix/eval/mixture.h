@@ -68,6 +68,8 @@ at::Tensor block_posterior_trace(const ExpertScorer& scorer, const data::EvalWin
 void write_prior(const std::string& path, const Prior& prior,
                  const std::vector<std::string>& experts, const std::string& source,
                  int64_t blocks);
+// "alpha 0.700, beta 0.300": a prior or posterior for a log line.
+std::string format_prior(const std::vector<std::string>& experts, const std::vector<double>& probs);
 Prior read_prior(const std::string& path, const std::vector<std::string>& experts);
 
 }  // namespace demix::eval
