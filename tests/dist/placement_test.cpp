@@ -59,8 +59,9 @@ TEST(PlacementTest, RejectsUnevenGroupsWithAClearMessage) {
     Placement(6, 4);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "WORLD_SIZE=6 is not divisible by the 4 experts (data.domains): each "
-                           "expert needs an equal group of ranks");
+    EXPECT_STREQ(e.what(),
+                 "WORLD_SIZE=6 is not divisible by the 4 experts (data.domains): each "
+                 "expert needs an equal group of ranks");
   }
   EXPECT_THROW(Placement(3, 8), Error);
   EXPECT_THROW(Placement(0, 2), Error);

@@ -2,12 +2,13 @@
 // even, a safetensors file (load_safetensors); odd, a checkpoint's manifest.json (Manifest, then
 // its size checks against the files beside it). Bad input must end in demix::Error.
 
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "demix/core/error.h"
 #include "demix/core/manifest.h"

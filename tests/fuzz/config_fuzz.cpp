@@ -1,11 +1,12 @@
 // libFuzzer target: the config loader on arbitrary bytes. Bad input must end in demix::Error (the
 // one-line error path); any other exception, a crash or a sanitizer report is a bug.
 
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "demix/core/config.h"
 #include "demix/core/error.h"
