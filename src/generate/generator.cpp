@@ -27,19 +27,18 @@ Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
   // Every row reads the same tokens; row j goes through expert j.
   auto tokens = torch::tensor(prompt, torch::kLong).to(device).unsqueeze(0).expand({rows, -1});
   auto logprobs = at::log_softmax(model.forward(tokens, routing, cache).to(torch::kDouble), -1);
-  // The posterior's evidence so far: sum (prefix) or last (last-token) of log p_j(x_s | x_<s)
-  // over the prompt's tokens after the first.
-  auto evidence = torch::zeros({rows}, torch::kDouble);
+  // log p_j(x_s | x_<s) of every token scored so far, (n, E): the prompt's after the first, then
+  // each generated one. The posterior is the evaluator's block posterior over them.
+  auto scored = torch::empty({0, rows}, torch::kDouble);
   if (mixing && prompt.size() > 1) {
     const auto targets =
         torch::tensor(std::vector<int64_t>(prompt.begin() + 1, prompt.end()), torch::kLong)
             .to(device);
-    const auto seen = logprobs.narrow(1, 0, int64_t(prompt.size()) - 1)
-                          .gather(2, targets.view({1, -1, 1}).expand({rows, -1, 1}))
-                          .squeeze(2)
-                          .cpu();  // (E, T - 1)
-    evidence = experts.posterior == eval::PosteriorKind::kPrefix ? seen.sum(1)
-                                                                 : seen.select(1, seen.size(1) - 1);
+    scored = logprobs.narrow(1, 0, int64_t(prompt.size()) - 1)
+                 .gather(2, targets.view({1, -1, 1}).expand({rows, -1, 1}))
+                 .squeeze(2)
+                 .t()
+                 .cpu();
   }
   auto next = logprobs.select(1, logprobs.size(1) - 1).cpu();  // (rows, V)
 
@@ -47,18 +46,18 @@ Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
   for (int64_t step = 0; step < max_tokens && int64_t(prompt.size()) + step < context; ++step) {
     at::Tensor dist = next[0];
     if (mixing) {
-      const auto log_post = at::log_softmax(experts.log_prior.to(torch::kDouble) + evidence, 0);
-      dist = at::logsumexp(log_post.unsqueeze(1) + next, 0);  // (V)
+      const auto log_post =  // log P(D=j | x_<t), (E); the prior before any scored token
+          scored.size(0) == 0 ? at::log_softmax(experts.log_prior.to(torch::kDouble), 0)
+                              : eval::log_block_posterior(scored.unsqueeze(0), experts.log_prior,
+                                                          experts.posterior)[0];
+      dist = eval::mixture_logprobs(next.t(), log_post);  // (V)
       const auto post = log_post.exp().contiguous();
       out.posterior.emplace_back(post.data_ptr<double>(), post.data_ptr<double>() + rows);
     }
     const int64_t token = sampler.next(dist);
     out.tokens.push_back(token);
     if (token == eos) break;
-    if (mixing) {
-      const auto seen = next.select(1, token);  // log p_j(token | x_<t), (E)
-      evidence = experts.posterior == eval::PosteriorKind::kPrefix ? evidence + seen : seen;
-    }
+    if (mixing) scored = torch::cat({scored, next.select(1, token).unsqueeze(0)});
     const auto input = torch::full({rows, 1}, token, torch::kLong).to(device);
     next = at::log_softmax(model.forward(input, routing, cache).to(torch::kDouble), -1)
                .select(1, 0)
