@@ -29,16 +29,6 @@ Config demix_config(const std::string& checkpoint) {
   return config;
 }
 
-void require_domain(const Config& config, const std::string& checkpoint, const std::string& d) {
-  const auto& domains = config.data.domains;
-  if (std::find(domains.begin(), domains.end(), d) == domains.end())
-    throw Error(checkpoint + ": no expert for domain '" + d + "' (experts: " + [&] {
-      std::string list;
-      for (const auto& x : domains) list += (list.empty() ? "" : ", ") + x;
-      return list;
-    }() + ")");
-}
-
 // Copies `checkpoint` to `out`.tmp, lets `edit` change it and the config, writes the metadata
 // and renames it into place. On an error the temporary directory is removed.
 void derive(const std::string& checkpoint, const std::string& out,
@@ -67,6 +57,19 @@ uint64_t shared_fingerprint(const std::string& checkpoint) {
   return hash_string(0, data::read_file((fs::path(checkpoint) / "shared.safetensors").string()));
 }
 
+int64_t expert_index(const Config& config, const std::string& checkpoint,
+                     const std::string& domain) {
+  const auto& domains = config.data.domains;
+  const auto it = std::find(domains.begin(), domains.end(), domain);
+  if (it == domains.end())
+    throw Error(checkpoint + ": no expert for domain '" + domain + "' (experts: " + [&] {
+      std::string list;
+      for (const auto& x : domains) list += (list.empty() ? "" : ", ") + x;
+      return list;
+    }() + ")");
+  return it - domains.begin();
+}
+
 std::vector<ExpertInfo> list_experts(const std::string& checkpoint_or_run) {
   const auto checkpoint = train::resolve_checkpoint(checkpoint_or_run);
   std::vector<ExpertInfo> out;
@@ -90,7 +93,7 @@ void remove_expert(const std::string& checkpoint, const std::string& domain,
                    const std::string& out) {
   const auto source = train::resolve_checkpoint(checkpoint);
   auto config = demix_config(source);
-  require_domain(config, source, domain);
+  expert_index(config, source, domain);
   if (config.data.domains.size() == 1)
     throw Error(source + ": '" + domain + "' is the only expert; a DEMix model needs one");
   derive(source, out, [&](const fs::path& dir, Config& c) {
@@ -109,7 +112,7 @@ void add_expert(const std::string& checkpoint, const std::string& from, const st
   const auto& domains = config.data.domains;
   if (std::find(domains.begin(), domains.end(), domain) != domains.end())
     throw Error(source + ": already has an expert for domain '" + domain + "'");
-  require_domain(demix_config(donor), donor, domain);
+  expert_index(demix_config(donor), donor, domain);
   if (shared_fingerprint(source) != shared_fingerprint(donor))
     throw Error(donor + ": shared parameters differ from " + source +
                 "'s (fingerprint mismatch): its experts were trained on another model");
@@ -136,7 +139,7 @@ void merge_experts(const std::string& checkpoint, const std::vector<std::string>
   if (!(total > 0) || std::any_of(weights.begin(), weights.end(), [](double w) { return w < 0; }))
     throw Error("--weights: expected non-negative weights with a positive sum");
   for (size_t i = 0; i < domains.size(); ++i) {
-    require_domain(config, source, domains[i]);
+    expert_index(config, source, domains[i]);
     if (std::find(domains.begin(), domains.begin() + long(i), domains[i]) !=
         domains.begin() + long(i))
       throw Error("--domains lists '" + domains[i] + "' twice (give each expert once, weight it)");

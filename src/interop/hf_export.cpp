@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "demix/adapt/expert_ops.h"
 #include "demix/core/config.h"
 #include "demix/core/error.h"
 #include "demix/core/json.h"
@@ -55,22 +56,9 @@ std::vector<double> expert_weights(const Config& config, const HfExportOptions& 
     throw Error(checkpoint +
                 ": a DEMix model exports one expert path: give --domain X or --merge " +
                 "prior.json");
-  if (!options.merge_prior.empty()) {
-    auto probs = eval::read_prior(options.merge_prior, domains).probs();
-    double total = 0;
-    for (double p : probs) total += p;
-    for (double& p : probs) p /= total;
-    return probs;
-  }
-  const auto it = std::find(domains.begin(), domains.end(), options.domain);
-  if (it == domains.end()) {
-    std::string names;
-    for (const auto& d : domains) names += (names.empty() ? "" : ", ") + d;
-    throw Error("--domain " + options.domain + ": " + checkpoint +
-                " has no such expert (experts: " + names + ")");
-  }
+  if (!options.merge_prior.empty()) return eval::read_prior(options.merge_prior, domains).probs();
   std::vector<double> weights(size_t(E), 0.0);
-  weights[size_t(it - domains.begin())] = 1.0;
+  weights[size_t(adapt::expert_index(config, checkpoint, options.domain))] = 1.0;
   return weights;
 }
 

@@ -10,6 +10,10 @@
 #include <string>
 #include <vector>
 
+namespace demix {
+struct Config;
+}
+
 namespace demix::adapt {
 
 struct ExpertInfo {
@@ -20,6 +24,11 @@ struct ExpertInfo {
 };
 
 std::vector<ExpertInfo> list_experts(const std::string& checkpoint);
+
+// The index of `domain`'s expert in config.data.domains; throws Error naming `checkpoint` and its
+// experts when it has none.
+int64_t expert_index(const Config& config, const std::string& checkpoint,
+                     const std::string& domain);
 
 // A hash of the shared parameters' bytes: checkpoints whose experts can be exchanged agree on it.
 uint64_t shared_fingerprint(const std::string& checkpoint);
