@@ -2,15 +2,22 @@
 
 namespace demix::model {
 
-CausalSelfAttentionImpl::CausalSelfAttentionImpl(int64_t d_model, int64_t n_head)
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(int64_t d_model, int64_t n_head, int64_t lora_rank,
+                                                 double lora_scale)
     : n_head(n_head),
       qkv(register_module("qkv", torch::nn::Linear(d_model, 3 * d_model))),
-      proj(register_module("proj", torch::nn::Linear(d_model, d_model))) {}
+      proj(register_module("proj", torch::nn::Linear(d_model, d_model))) {
+  if (lora_rank == 0) return;
+  qkv_lora = register_module("qkv_lora", Lora(d_model, 3 * d_model, lora_rank, lora_scale));
+  proj_lora = register_module("proj_lora", Lora(d_model, d_model, lora_rank, lora_scale));
+}
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerKv* kv, int64_t past,
                                                int64_t capacity) {
   const auto B = x.size(0), T = x.size(1), C = x.size(2), hs = C / n_head;
-  auto heads = qkv(x).view({B, T, 3, n_head, hs}).permute({2, 0, 3, 1, 4});  // (3, B, nh, T, hs)
+  auto heads = with_lora(qkv(x), qkv_lora, x)
+                   .view({B, T, 3, n_head, hs})
+                   .permute({2, 0, 3, 1, 4});  // (3, B, nh, T, hs)
   auto k = heads[1], v = heads[2];
   if (kv) {
     // A causal mask with an offset is not needed: a prefix starts at 0, later tokens come alone
@@ -29,7 +36,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerKv* 
   auto y = at::scaled_dot_product_attention(heads[0], k, v, /*attn_mask=*/{},
                                             /*dropout_p=*/0.0, /*is_causal=*/past == 0);
   y = y.transpose(1, 2).reshape({B, T, C});  // (B, nh, T, hs) -> (B, T, C)
-  return proj(y);
+  return with_lora(proj(y), proj_lora, y);
 }
 
 }  // namespace demix::model

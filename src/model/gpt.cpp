@@ -7,6 +7,7 @@
 
 #include "demix/core/config.h"
 #include "demix/core/hash.h"
+#include "demix/model/demix_block.h"
 
 namespace demix::model {
 
@@ -20,7 +21,13 @@ GptConfig GptConfig::from(const Config& config) {
   c.d_ff = config.d_ff();
   c.n_experts = config.n_experts();
   c.demix_layers = config.model.demix_layers;
+  c.block_experts = config.model.expert_scope == "block";
   c.n_domain_tokens = config.model.domain_token ? int64_t(config.data.domains.size()) : 0;
+  c.lora_rank = config.model.lora_rank;
+  c.lora_alpha = config.model.lora_alpha;
+  c.mode_blocks = config.mode.blocks;
+  c.mode_experts = config.is_mode() ? int64_t(config.data.domains.size()) : 0;
+  c.mode_layers_per_expert = config.mode.layers_per_expert;
   c.init_std = config.model.init_std;
   return c;
 }
@@ -31,30 +38,18 @@ bool GptConfig::is_demix_layer(int64_t layer) const {
          std::find(demix_layers.begin(), demix_layers.end(), layer) != demix_layers.end();
 }
 
-std::vector<int64_t> GptConfig::hosted_experts() const {
-  if (!local_experts.empty()) return local_experts;
-  std::vector<int64_t> all(n_experts);
-  for (int64_t e = 0; e < n_experts; ++e) all[e] = e;
+namespace {
+std::vector<int64_t> all_or(const std::vector<int64_t>& local, int64_t n) {
+  if (!local.empty()) return local;
+  std::vector<int64_t> all(size_t(n), 0);
+  for (int64_t e = 0; e < n; ++e) all[size_t(e)] = e;
   return all;
 }
+}  // namespace
 
-BlockImpl::BlockImpl(const GptConfig& c, bool demix)
-    : ln_1(register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})))),
-      ln_2(register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})))),
-      attn(register_module("attn", CausalSelfAttention(c.d_model, c.n_head))) {
-  if (demix)
-    demix_ff = register_module("ff", DemixLayer(c.d_model, c.d_ff, c.hosted_experts()));
-  else
-    dense_ff = register_module("ff", Mlp(c.d_model, c.d_ff));
-}
-
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing, KvCache* cache,
-                                 int64_t layer) {
-  auto h = x + (cache ? attn->forward(ln_1(x), &cache->layers[size_t(layer)], cache->length,
-                                      cache->capacity)
-                      : attn(ln_1(x)));
-  auto normed = ln_2(h);
-  return h + (demix_ff ? demix_ff->forward(normed, routing) : dense_ff->forward(normed));
+std::vector<int64_t> GptConfig::hosted_experts() const { return all_or(local_experts, n_experts); }
+std::vector<int64_t> GptConfig::hosted_mode_experts() const {
+  return all_or(mode_local_experts, mode_experts);
 }
 
 GptImpl::GptImpl(GptConfig config, uint64_t seed) : config_(std::move(config)) {
@@ -66,7 +61,17 @@ GptImpl::GptImpl(GptConfig config, uint64_t seed) : config_(std::move(config)) {
     domain_tokens =
         register_module("domain_tokens", torch::nn::Embedding(c.n_domain_tokens, c.d_model));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.n_layer; ++i) blocks->push_back(Block(c, c.is_demix_layer(i)));
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    if (c.block_experts && c.is_demix_layer(i))
+      blocks->push_back(DemixBlock(c));
+    else
+      blocks->push_back(Block(c, c.is_demix_layer(i)));
+  }
+  if (c.mode_blocks > 0) {
+    TORCH_CHECK(c.n_layer % c.mode_blocks == 0, "MoDE: blocks must divide n_layer");
+    mode = register_module("mode", torch::nn::ModuleList());
+    for (int64_t b = 0; b < c.mode_blocks; ++b) mode->push_back(ModeBlock(c));
+  }
   ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
   init_weights(seed);
 }
@@ -83,16 +88,19 @@ void GptImpl::init_weights(uint64_t seed) {
     const auto& name = item.key();
     auto& p = item.value();
     const bool is_norm = name.find("ln_") != std::string::npos;
-    if (ends_with(name, ".bias")) {
-      p.zero_();
+    if (ends_with(name, ".bias") || ends_with(name, "_lora.b")) {
+      p.zero_();  // a LoRA adapter starts as a no-op
     } else if (is_norm) {
       p.fill_(1.0);
     } else {
       const bool residual = ends_with(name, "proj.weight") || ends_with(name, "fc2.weight");
+      const double std = ends_with(name, "_lora.a") ? 1.0 / std::sqrt(double(p.size(1)))
+                         : residual                 ? residual_std
+                                                    : config_.init_std;
       auto gen = at::make_generator<at::CPUGeneratorImpl>(hash_string(seed, strip_expert(name)) ^
                                                           mix64(expert_of(name).value_or(-1)));
       auto values = torch::empty(p.sizes(), torch::kFloat32);
-      values.normal_(0.0, residual ? residual_std : config_.init_std, gen);
+      values.normal_(0.0, std, gen);
       p.copy_(values);
     }
   }
@@ -112,12 +120,43 @@ torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routin
   TORCH_CHECK(past + x.size(1) <= context_length(), "sequence of ", past + T,
               " tokens exceeds block_size ", config_.block_size);
   x = x + wpe->weight.narrow(0, past, x.size(1));
-  if (cache && cache->layers.empty()) cache->layers.resize(size_t(config_.n_layer));
-  for (int64_t i = 0; i < config_.n_layer; ++i)
-    x = blocks[size_t(i)]->as<Block>()->forward(x, routing, cache, i);
+  const auto& c = config_;
+  // MoDE expert layers' caches follow the backbone's: block b's at n_layer + b * per_block.
+  const int64_t per_block = c.mode_experts * c.mode_layers_per_expert;
+  if (cache && cache->layers.empty())
+    cache->layers.resize(size_t(c.n_layer + c.mode_blocks * per_block));
+  if (!mode) {
+    for (int64_t i = 0; i < c.n_layer; ++i) x = layer(i, x, routing, cache);
+  } else {
+    const int64_t span = c.n_layer / c.mode_blocks;
+    for (int64_t b = 0; b < c.mode_blocks; ++b) {
+      const auto backbone = [&](const torch::Tensor& input) {
+        auto h = input;
+        for (int64_t i = b * span; i < (b + 1) * span; ++i) h = layer(i, h, routing, cache);
+        return h;
+      };
+      LayerKv* kv = cache ? &cache->layers[size_t(c.n_layer + b * per_block)] : nullptr;
+      x = mode[size_t(b)]->as<ModeBlock>()->forward(x, backbone, exchange_, kv, past,
+                                                    cache ? cache->capacity : 0);
+    }
+  }
   if (cache) cache->length += x.size(1);
   x = ln_f(x);
   return prepend ? x.narrow(1, 1, T) : x;  // the domain token predicts nothing
+}
+
+torch::Tensor GptImpl::layer(int64_t i, const torch::Tensor& x, const Routing& routing,
+                             KvCache* cache) {
+  LayerKv* kv = cache ? &cache->layers[size_t(i)] : nullptr;
+  const int64_t past = cache ? cache->length : 0, capacity = cache ? cache->capacity : 0;
+  const auto module = blocks[size_t(i)];
+  if (auto* block = module->as<Block>()) return block->forward(x, routing, kv, past, capacity);
+  return module->as<DemixBlock>()->forward(x, routing, kv, past, capacity);
+}
+
+void GptImpl::set_active_experts(const std::vector<int64_t>& experts) {
+  TORCH_CHECK(mode, "set_active_experts: not a MoDE model");
+  for (auto& block : *mode) block->as<ModeBlock>()->active = experts;
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens, const Routing& routing) {
@@ -136,8 +175,9 @@ torch::Tensor GptImpl::loss(const torch::Tensor& tokens, const torch::Tensor& ta
 }
 
 torch::Tensor GptImpl::token_logprobs(const torch::Tensor& tokens, const torch::Tensor& targets,
-                                      const Routing& routing) {
+                                      const Routing& routing, torch::Tensor* hits) {
   auto logits = forward(tokens, routing).to(torch::kFloat32);
+  if (hits) *hits = logits.argmax(-1).eq(targets);
   auto nll = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets.reshape({-1}),
                                     /*weight=*/{}, at::Reduction::None);
   return -nll.view(targets.sizes());
@@ -167,11 +207,14 @@ std::string strip_expert(const std::string& name) {
   return name.substr(0, at) + name.substr(end);
 }
 
-std::string with_expert(const std::string& stripped, int64_t id) {
-  // The expert's own modules start right after "ff": blocks.3.ff.fc1.weight.
-  const auto at = stripped.find(".ff.");
-  TORCH_CHECK(at != std::string::npos, "not an expert parameter name: ", stripped);
-  return stripped.substr(0, at + 3) + kExperts + std::to_string(id) + stripped.substr(at + 3);
+std::string with_expert(const std::string& stripped, int64_t id, bool block_experts) {
+  // The expert's own modules start right after "ff" (blocks.3.ff.fc1.weight) or, for a block
+  // expert, after the block's index (blocks.3.attn.qkv.weight).
+  const auto at =
+      block_experts ? stripped.find('.', stripped.find("blocks.") + 7) : stripped.find(".ff.") + 3;
+  TORCH_CHECK(stripped.rfind("blocks.", 0) == 0 && at != std::string::npos && at > 3,
+              "not an expert parameter name: ", stripped);
+  return stripped.substr(0, at) + kExperts + std::to_string(id) + stripped.substr(at);
 }
 
 }  // namespace demix::model

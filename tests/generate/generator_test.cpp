@@ -26,21 +26,30 @@ model::GptConfig small(int64_t experts, int64_t domain_tokens = 0) {
 }
 
 TEST(KvCacheTest, IncrementalLogitsEqualTheFullForward) {
-  for (const auto& [experts, domain_tokens] : {std::pair{3, 0}, std::pair{0, 3}}) {
-    model::Gpt gpt(small(experts, domain_tokens), /*seed=*/5);
+  auto block_experts = small(3);
+  block_experts.block_experts = true;  // expert_scope=block: each expert caches its own rows
+  auto mode = small(0);
+  mode.mode_blocks = 3;  // MoDE: the expert stacks' layers have caches of their own
+  mode.mode_experts = 2;
+  const std::vector<std::pair<std::string, model::GptConfig>> cases = {
+      {"ff experts", small(3)},
+      {"domain tokens", small(0, 3)},
+      {"block experts", block_experts},
+      {"MoDE", mode}};
+  for (const auto& [label, config] : cases) {
+    model::Gpt gpt(config, /*seed=*/5);
     gpt->eval();
     torch::NoGradGuard no_grad;
     torch::manual_seed(3);
     const auto tokens = torch::randint(0, 40, {3, 16}, torch::kLong);
-    const model::Routing routing({0, 1, 2}, torch::kCPU);
+    const model::Routing routing({2, 0, 1}, torch::kCPU);  // rows not grouped by expert
     const auto full = gpt->forward(tokens, routing);
     model::KvCache cache(gpt->context_length());
     std::vector<at::Tensor> parts = {gpt->forward(tokens.narrow(1, 0, 5), routing, cache)};
     for (int64_t t = 5; t < 16; ++t)
       parts.push_back(gpt->forward(tokens.narrow(1, t, 1), routing, cache));
     const auto cached = torch::cat(parts, 1);
-    EXPECT_LT((cached - full).abs().max().item<double>(), 1e-5)
-        << "experts " << experts << ", domain tokens " << domain_tokens;
+    EXPECT_LT((cached - full).abs().max().item<double>(), 1e-5) << label;
     EXPECT_THROW(gpt->forward(tokens.narrow(1, 0, 1), routing, cache), c10::Error);  // full
   }
 }

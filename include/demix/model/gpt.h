@@ -13,46 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "demix/model/attention.h"
-#include "demix/model/demix_layer.h"
-#include "demix/model/mlp.h"
+#include "demix/model/block.h"
+#include "demix/model/gpt_config.h"
+#include "demix/model/mode_block.h"
 #include "demix/model/routing.h"
 
-namespace demix {
-struct Config;
-}
-
 namespace demix::model {
-
-struct GptConfig {
-  int64_t vocab_size = 0;
-  int64_t block_size = 0;  // tokens per sequence, not counting a domain token
-  int64_t d_model = 0;
-  int64_t n_layer = 0;
-  int64_t n_head = 0;
-  int64_t d_ff = 0;
-  int64_t n_experts = 0;               // 0: every FF is dense
-  std::vector<int64_t> demix_layers;   // empty: every layer (when n_experts > 0)
-  std::vector<int64_t> local_experts;  // experts materialised here; empty: all of them
-  int64_t n_domain_tokens = 0;         // > 0: +DOMAIN-TOKEN, one learned token per domain
-  double init_std = 0.02;
-
-  static GptConfig from(const Config& config);
-  bool is_demix_layer(int64_t layer) const;
-  std::vector<int64_t> hosted_experts() const;
-};
-
-struct BlockImpl : torch::nn::Module {
-  BlockImpl(const GptConfig& config, bool demix);
-  torch::Tensor forward(const torch::Tensor& x, const Routing& routing,  // (B, T, C)
-                        KvCache* cache = nullptr, int64_t layer = 0);
-
-  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
-  CausalSelfAttention attn{nullptr};
-  Mlp dense_ff{nullptr};         // registered as "ff" in a dense block
-  DemixLayer demix_ff{nullptr};  // registered as "ff" in a DEMix block
-};
-TORCH_MODULE(Block);
 
 struct GptImpl : torch::nn::Module {
   explicit GptImpl(GptConfig config, uint64_t seed = 0);
@@ -69,8 +35,9 @@ struct GptImpl : torch::nn::Module {
   // log p(targets[b, t] | tokens[b, :t+1]) for every position: (B, T). With a routing that
   // replicates a batch once per expert, this gives every expert's token log-probabilities in one
   // batched forward, which the mixing evaluator needs.
+  // With `hits`, also (B, T) bool: whether the most likely token is the target.
   torch::Tensor token_logprobs(const torch::Tensor& tokens, const torch::Tensor& targets,
-                               const Routing& routing);
+                               const Routing& routing, torch::Tensor* hits = nullptr);
 
   // Deterministic per-parameter initialisation: each tensor draws from a generator seeded by
   // (seed, its name), so a parameter starts the same whichever experts this process hosts.
@@ -80,13 +47,22 @@ struct GptImpl : torch::nn::Module {
   int64_t num_params(bool include_experts = true) const;
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr}, domain_tokens{nullptr};
-  torch::nn::ModuleList blocks{nullptr};
+  // blocks[i]: a Block, or a DemixBlock with expert_scope=block. mode[b]: MoDE block b's gate and
+  // expert stacks, around blocks [b * n_layer / mode_blocks, (b + 1) * n_layer / mode_blocks).
+  torch::nn::ModuleList blocks{nullptr}, mode{nullptr};
   torch::nn::LayerNorm ln_f{nullptr};
+
+  // MoDE: the experts every gate may choose (the others' gate logits are masked); empty: all.
+  void set_active_experts(const std::vector<int64_t>& experts);
+  // MoDE placement `branches`: this rank computes one branch per block (nullptr: all of them).
+  void set_branch_exchange(BranchExchange* exchange) { exchange_ = exchange; }
 
  private:
   torch::Tensor hidden(const torch::Tensor& tokens, const Routing& routing,  // (B, T, C)
                        KvCache* cache);
+  torch::Tensor layer(int64_t i, const torch::Tensor& x, const Routing& routing, KvCache* cache);
   GptConfig config_;
+  BranchExchange* exchange_ = nullptr;
 };
 TORCH_MODULE(Gpt);
 
@@ -95,7 +71,9 @@ TORCH_MODULE(Gpt);
 std::optional<int64_t> expert_of(const std::string& param_name);
 // `blocks.3.ff.experts.5.fc1.weight` -> `blocks.3.ff.fc1.weight`: the name inside an expert file.
 std::string strip_expert(const std::string& param_name);
-// The inverse: the model's name for an expert-file entry of expert `id`.
-std::string with_expert(const std::string& stripped_name, int64_t id);
+// The inverse: the model's name for an expert-file entry of expert `id` (an FF expert, or with
+// `block_experts` a whole block: `blocks.3.attn.qkv.weight` ->
+// `blocks.3.experts.5.attn.qkv.weight`).
+std::string with_expert(const std::string& stripped_name, int64_t id, bool block_experts = false);
 
 }  // namespace demix::model

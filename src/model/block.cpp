@@ -1,0 +1,23 @@
+#include "demix/model/block.h"
+
+namespace demix::model {
+
+BlockImpl::BlockImpl(const GptConfig& c, bool demix)
+    : ln_1(register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})))),
+      ln_2(register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})))),
+      attn(register_module("attn",
+                           CausalSelfAttention(c.d_model, c.n_head, c.lora_rank, c.lora_scale()))) {
+  if (demix)
+    demix_ff = register_module("ff", DemixLayer(c.d_model, c.d_ff, c.hosted_experts()));
+  else
+    dense_ff = register_module("ff", Mlp(c.d_model, c.d_ff, c.lora_rank, c.lora_scale()));
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing, LayerKv* kv,
+                                 int64_t past, int64_t capacity) {
+  auto h = x + attn->forward(ln_1(x), kv, past, capacity);
+  auto normed = ln_2(h);
+  return h + (demix_ff ? demix_ff->forward(normed, routing) : dense_ff->forward(normed));
+}
+
+}  // namespace demix::model
