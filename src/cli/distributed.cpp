@@ -5,18 +5,24 @@
 
 namespace demix::cli {
 
-std::unique_ptr<dist::ProcessGroups> join_process_groups(Config& config) {
+std::optional<dist::Launch> join_launch(Config& config) {
   const auto env = dist::DistEnv::from_environment();
-  if (env.world_size == 1) return nullptr;
+  if (env.world_size == 1) return std::nullopt;
   if (env.rank != 0) spdlog::set_level(spdlog::level::warn);
   spdlog::set_pattern("[%H:%M:%S rank " + std::to_string(env.rank) + "] %v");
   const bool cuda = config.train.device.rfind("cuda", 0) == 0;
   if (config.train.device == "cuda") config.train.device = "cuda:" + std::to_string(env.local_rank);
   const auto backend = config.dist.backend != "auto" ? config.dist.backend : cuda ? "nccl" : "gloo";
   const std::chrono::milliseconds timeout(config.dist.timeout_s * 1000);
-  const dist::Placement placement(env.world_size, int(config.n_experts()));
-  return std::make_unique<dist::ProcessGroups>(placement, env.rank,
-                                               dist::connect_store(env, timeout), backend, timeout);
+  return dist::Launch{env, dist::connect_store(env, timeout), backend, timeout};
+}
+
+std::unique_ptr<dist::ProcessGroups> join_process_groups(Config& config) {
+  const auto launch = join_launch(config);
+  if (!launch) return nullptr;
+  const dist::Placement placement(launch->env.world_size, int(config.n_experts()));
+  return std::make_unique<dist::ProcessGroups>(placement, launch->env.rank, launch->store,
+                                               launch->backend, launch->timeout);
 }
 
 }  // namespace demix::cli

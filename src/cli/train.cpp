@@ -16,6 +16,10 @@ void add_train_command(CLI::App& app) {
                       "checkpoint or run directory to continue from; 'auto': the run's latest");
   command->callback([options, resume] {
     auto config = options->load();
+    if (config.is_mode() && config.mode.stage == 1) {  // one run per domain
+      const auto launch = join_launch(config);
+      return train::run_mode_stage1(config, *resume, launch ? &*launch : nullptr);
+    }
     const auto groups = join_process_groups(config);
     train::Trainer trainer(config, *resume, groups.get());
     trainer.run();

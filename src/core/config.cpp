@@ -224,6 +224,13 @@ void Config::validate(const std::string& source) const {
     fail("model.vocab_size=" + std::to_string(model.vocab_size) +
          ": token files store uint16, expected <= 65535");
   if (model.init_std <= 0) fail("model.init_std: expected > 0");
+  if (model.expert_scope != "ff" && model.expert_scope != "block")
+    fail("model.expert_scope=" + model.expert_scope + ": expected ff or block");
+  if (model.expert_scope == "block" && (model.ff != "demix" || !model.demix_layers.empty()))
+    fail("model.expert_scope=block needs model.ff=demix and model.demix_layers=[]");
+  if (model.lora_rank < 0) fail("model.lora_rank: expected >= 0");
+  if (model.lora_rank > 0 && (model.ff != "dense" || model.lora_alpha <= 0))
+    fail("model.lora_rank > 0 needs model.ff=dense and model.lora_alpha > 0");
 
   if (data.domains.empty()) fail("data.domains: expected at least one training domain");
   std::set<std::string> names;
@@ -294,6 +301,30 @@ void Config::validate(const std::string& source) const {
   positive("eval.top_k", eval.top_k);
   positive("eval.prior_blocks", eval.prior_blocks);
   if (eval.mix_max_tokens < 0) fail("eval.mix_max_tokens: expected >= 0");
+
+  if (mode.blocks < 0) fail("mode.blocks: expected >= 0");
+  if (!is_mode()) return;
+  if (model.ff != "dense" || model.domain_token || model.lora_rank > 0)
+    fail("mode.blocks > 0 needs a dense backbone: model.ff=dense, no domain_token, no LoRA");
+  if (model.n_layer % mode.blocks != 0)
+    fail("mode.blocks=" + std::to_string(mode.blocks) +
+         " does not divide model.n_layer=" + std::to_string(model.n_layer));
+  positive("mode.layers_per_expert", mode.layers_per_expert);
+  if (mode.stage != 1 && mode.stage != 2) fail("mode.stage: expected 1 or 2");
+  if (mode.stage == 1 && mode.backbone.empty())
+    fail("mode.stage=1 needs mode.backbone: the dense checkpoint to freeze");
+  if (mode.stage == 2 && mode.experts_from.empty())
+    fail("mode.stage=2 needs mode.experts_from: the out_dir of the stage-1 runs");
+  if (mode.train != "gates_experts" && mode.train != "gates")
+    fail("mode.train=" + mode.train + ": expected gates_experts or gates");
+  if (mode.expert_init != "backbone" && mode.expert_init != "random")
+    fail("mode.expert_init=" + mode.expert_init + ": expected backbone or random");
+  if (mode.expert_init == "backbone" && mode.layers_per_expert > model.n_layer / mode.blocks)
+    fail("mode.expert_init=backbone: mode.layers_per_expert exceeds the block's " +
+         std::to_string(model.n_layer / mode.blocks) + " backbone layers");
+  if (mode.placement != "data_parallel" && mode.placement != "branches")
+    fail("mode.placement=" + mode.placement + ": expected data_parallel or branches");
+  if (train.trainable != "all") fail("mode.blocks > 0: set mode.train, not train.trainable");
 }
 
 std::string to_yaml(Config config) {

@@ -18,17 +18,21 @@ SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64
   const auto windows = data::eval_windows(file, model.config().block_size, max_tokens);
   SplitScore score;
   auto nll = torch::zeros({}, torch::kDouble);
+  auto hits = torch::zeros({}, torch::kLong);
   const int64_t n = windows.inputs.size(0);
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t rows = std::min(batch_size, n - start);
     const model::Routing routing(std::vector<int64_t>(size_t(rows), route), device);
+    torch::Tensor right;
     auto logprobs =
         model.token_logprobs(windows.inputs.narrow(0, start, rows).to(device),
-                             windows.targets.narrow(0, start, rows).to(device), routing);
+                             windows.targets.narrow(0, start, rows).to(device), routing, &right);
     nll -= logprobs.sum().to(torch::kCPU, torch::kDouble);
+    hits += right.sum().to(torch::kCPU);
     score.tokens += logprobs.numel();
   }
   score.nll_sum = nll.item<double>();
+  score.hits = hits.item<int64_t>();
   score.bytes_per_token = double(file.header().text_bytes) / double(file.size());
   return score;
 }
@@ -89,7 +93,8 @@ JsonObject to_json(const std::vector<SplitScore>& scores) {
         .add("tokens", s.tokens)
         .add("loss", s.loss())
         .add("perplexity", s.perplexity())
-        .add("bits_per_byte", s.bits_per_byte());
+        .add("bits_per_byte", s.bits_per_byte())
+        .add("accuracy", s.accuracy());
     rows.push_back(row);
   }
   JsonObject out;

@@ -218,10 +218,12 @@ TrainState checkpoint_state(const std::string& checkpoint) {
   }
 }
 
-void load_model(const std::string& checkpoint, model::GptImpl& model) {
+void load_model(const std::string& checkpoint, model::GptImpl& model,
+                const std::function<bool(const std::string&)>& only) {
   std::map<std::string, at::Tensor*> targets;
   auto params = model.named_parameters();
-  for (auto& item : params) targets[item.key()] = &item.value();
+  for (auto& item : params)
+    if (!only || only(item.key())) targets[item.key()] = &item.value();
   read_owned(fs::path(checkpoint), "", targets, expert_domains(checkpoint_config(checkpoint)));
 }
 

@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
+#include "demix/adapt/mode_compose.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/data/corpus.h"
@@ -88,6 +90,7 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
 }
 
 void Trainer::open_data(const std::vector<int>& hosted) {
+  const bool branch_parallel = groups_ && config_.is_mode() && config_.mode.placement == "branches";
   // This rank draws k sequences for each domain it hosts (every domain in a dense model), as
   // replica q of those domains: the domain's rows [q*k, (q+1)*k) of the global batch.
   const auto E = int64_t(config_.data.domains.size());
@@ -97,6 +100,7 @@ void Trainer::open_data(const std::vector<int>& hosted) {
   if (config_.n_experts() == 0) {
     for (int64_t d = 0; d < E; ++d) drawn.push_back(d);
     first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
+    if (branch_parallel) first_row = 0;  // MoDE branches: every rank computes the same batch
   }
   const auto& only = config_.train.train_domains;  // adaptation: draw the new domain alone
   if (!only.empty())
@@ -121,6 +125,12 @@ void Trainer::open_data(const std::vector<int>& hosted) {
 }
 
 bool Trainer::is_trainable(const std::string& name) const {
+  if (config_.is_mode()) {  // the backbone is frozen; gates train, expert stacks unless gates-only
+    if (adapt::is_backbone_param(name)) return false;
+    return name.find(".gate.") != std::string::npos || config_.mode.stage == 1 ||
+           config_.mode.train == "gates_experts";
+  }
+  if (config_.model.lora_rank > 0) return name.find("_lora.") != std::string::npos;
   const auto& mode = config_.train.trainable;
   if (mode == "all") return true;
   if (mode == "ff") return name.find(".ff.") != std::string::npos;
@@ -139,9 +149,19 @@ void Trainer::build_model(const std::vector<int>& hosted) {
     const auto init = resolve_checkpoint(config_.train.init_from);
     if (config_.n_experts() > 0 && checkpoint_config(init).data.domains != config_.data.domains)
       throw Error("train.init_from=" + init + ": its experts (data.domains) differ from the run's");
-    load_model(init, *model_);
+    // LoRA: the adapters are new, everything else comes from the model they adapt
+    load_model(init, *model_, config_.model.lora_rank > 0 ? adapt::is_backbone_param : nullptr);
   }
+  if (config_.is_mode()) prepare_mode();
   model_->to(device_);
+  if (groups_ && config_.is_mode() && config_.mode.placement == "branches") {
+    if (size_t(placement_.world_size()) != config_.data.domains.size() + 1)
+      throw Error("mode.placement=branches: " + std::to_string(placement_.world_size()) +
+                  " ranks, expected one per branch: " +
+                  std::to_string(config_.data.domains.size() + 1) + " (backbone + experts)");
+    exchange_ = std::make_unique<dist::C10dBranchExchange>(groups_->world(), rank_);
+    model_->set_branch_exchange(exchange_.get());
+  }
   std::vector<std::pair<std::string, at::Tensor>> named;  // the trainable parameters
   for (auto& item : model_->named_parameters()) {
     if (!is_trainable(item.key())) {
@@ -152,7 +172,7 @@ void Trainer::build_model(const std::vector<int>& hosted) {
     params_.push_back(item.value());
   }
   optimizer_ = std::make_unique<AdamW>(named, config_.optim);
-  if (groups_)
+  if (groups_ && !exchange_)
     grad_sync_ = std::make_unique<dist::GradSync>(
         named, *groups_, config_.dist.bucket_mb * (int64_t(1) << 20), config_.dist.overlap);
 }
@@ -184,9 +204,9 @@ StepResult Trainer::train_step() {
   result.loss_sum = loss_sum;
   result.rows = rows_seen;
   result.loss = loss_sum.sum() / rows_seen.sum();
-  if (grad_sync_) {
-    grad_sync_->sync();
-    result.grad_norm = grad_sync_->global_norm();
+  if (grad_sync_ || exchange_) {
+    if (grad_sync_) grad_sync_->sync();
+    result.grad_norm = grad_sync_ ? grad_sync_->global_norm() : branch_grad_norm();
     clip_grads(params_, result.grad_norm, config_.optim.grad_clip);
   } else {
     result.grad_norm = clip_grad_norm(params_, config_.optim.grad_clip);
@@ -211,7 +231,51 @@ data::Batch Trainer::peek_batch() const {
   return batch;
 }
 
+void Trainer::prepare_mode() {
+  const auto& mode = config_.mode;
+  if (mode.stage == 2) return adapt::compose_experts(config_, *model_);
+  const auto backbone = resolve_checkpoint(mode.backbone);
+  const auto backbone_config = checkpoint_config(backbone);
+  if (backbone_config.model.ff != "dense" || backbone_config.is_mode() ||
+      backbone_config.model.lora_rank > 0)
+    throw Error("mode.backbone=" + backbone + ": expected a DENSE model (model.ff=dense)");
+  load_model(backbone, *model_, adapt::is_backbone_param);
+  if (mode.expert_init == "backbone") adapt::init_experts_from_backbone(*model_);
+}
+
+at::Tensor Trainer::branch_grad_norm() {
+  // Rank j + 1 holds expert j's gradients alone; the gates' are the same on every rank.
+  auto stacks = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat));
+  auto gates = torch::zeros_like(stacks);
+  for (const auto& item : model_->named_parameters()) {
+    const auto& grad = item.value().grad();
+    if (grad.defined())
+      (item.key().find(".gate.") != std::string::npos ? gates : stacks) += grad.pow(2).sum();
+  }
+  all_reduce_sum(stacks);
+  return (stacks + gates).sqrt();
+}
+
+void Trainer::sync_stacks() {
+  // Expert j's parameters and AdamW state are current on rank j + 1 only.
+  auto tensors = optimizer_->state();
+  for (auto& item : model_->named_parameters()) tensors[item.key()] = item.value();
+  at::NoGradGuard no_grad;
+  for (auto& [name, t] : tensors) {
+    const auto at = name.find(".stacks.");
+    if (at == std::string::npos) continue;
+    c10d::BroadcastOptions options;
+    options.rootRank = std::stoi(name.substr(at + 8)) + 1;
+    std::vector<at::Tensor> buffer = {t};
+    groups_->world().broadcast(buffer, options)->wait();
+  }
+}
+
 std::vector<double> Trainer::validate() {
+  if (exchange_) {  // rank 0 validates the whole model alone
+    sync_stacks();
+    model_->set_branch_exchange(nullptr);
+  }
   model_->eval();
   // Each domain is scored once: by its expert's leader (rank 0 in a dense model).
   auto losses = at::zeros({int64_t(valid_files_.size())}, at::kDouble);
@@ -224,6 +288,7 @@ std::vector<double> Trainer::validate() {
   }
   if (groups_) all_reduce_sum(losses);
   model_->train();
+  model_->set_branch_exchange(exchange_.get());
   return std::vector<double>(losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
 }
 
@@ -243,7 +308,8 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
   const auto domain_loss = sums.narrow(0, 0, E) / sums.narrow(0, E, E);
   const double loss = (sums.narrow(0, 0, E).sum() / sums.narrow(0, E, E).sum()).item<double>();
   const double norm = r.grad_norm.item<double>();  // the only host syncs: every log_every steps
-  const double tokens_per_s = double(r.tokens * placement_.world_size()) / seconds;
+  const int64_t batches = exchange_ ? 1 : placement_.world_size();  // branches share one batch
+  const double tokens_per_s = double(r.tokens * batches) / seconds;
   const double eta = seconds * double(config_.train.steps - state_.step);
   spdlog::info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | eta {}",
                state_.step, config_.train.steps, loss, r.lr, norm, tokens_per_s,
@@ -280,6 +346,7 @@ void Trainer::check_nonfinite() {
 }
 
 std::string Trainer::save_checkpoint() {
+  if (exchange_) sync_stacks();
   const auto dir = train::save_checkpoint(config_.train.out_dir, *model_, optimizer_.get(), config_,
                                           state_, config_.train.keep_checkpoints, groups_,
                                           [&] { faults_.during_checkpoint(state_.step); });
@@ -342,6 +409,41 @@ void Trainer::run() {
   }
   validate_and_log();
   save_checkpoint();
+}
+
+std::vector<Config> mode_stage1_configs(const Config& config) {
+  std::vector<Config> runs;
+  for (const auto& domain : config.data.domains) {
+    auto run = config;
+    run.data.domains = {domain};
+    run.train.out_dir = (fs::path(config.train.out_dir) / domain).string();
+    runs.push_back(run);
+  }
+  return runs;
+}
+
+void run_mode_stage1(const Config& config, const std::string& resume, const dist::Launch* launch) {
+  if (!resume.empty() && resume != "auto")
+    throw Error("--resume " + resume + ": MoDE stage 1 trains several runs; use --resume auto");
+  const auto runs = mode_stage1_configs(config);
+  const int world = launch ? launch->env.world_size : 1, rank = launch ? launch->env.rank : 0;
+  const dist::Placement spread(world, int(runs.size()));  // runs are placed like experts
+  for (int d : spread.experts_on(rank)) {
+    const auto ranks = spread.ranks_of(d);
+    std::unique_ptr<dist::ProcessGroups> groups;
+    if (ranks.size() > 1) {
+      const auto store = c10::make_intrusive<c10d::PrefixStore>(
+          "stage1/" + config.data.domains[size_t(d)], launch->store);
+      groups = std::make_unique<dist::ProcessGroups>(dist::Placement(int(ranks.size()), 0),
+                                                     spread.replica_of(rank, d), store,
+                                                     launch->backend, launch->timeout);
+    }
+    spdlog::info("MoDE stage 1: training the expert of {} on {} rank(s)",
+                 config.data.domains[size_t(d)], ranks.size());
+    Trainer trainer(runs[size_t(d)], resume, groups.get());
+    trainer.run();
+    if (groups) groups->barrier();
+  }
 }
 
 }  // namespace demix::train

@@ -12,11 +12,15 @@
 #include "demix/dist/process_groups.h"
 #include "demix/eval/mixture.h"
 #include "demix/train/trainer.h"
+#include "support/gloo_ranks.h"
 
 namespace demix {
 namespace {
 namespace fs = std::filesystem;
-using Params = std::map<std::string, at::Tensor>;
+using test_support::Params;
+using test_support::relative_difference;
+using test_support::run_ranks;
+using test_support::snapshot;
 
 Config small(const std::vector<std::string>& domains, int64_t k, const std::string& out,
              bool overlap = true) {
@@ -32,50 +36,6 @@ Config small(const std::vector<std::string>& domains, int64_t k, const std::stri
        // reduction order instead of the gradient synchronisation.
        "optim.warmup_steps=1", "optim.eps=1e-4", "train.out_dir=" + out,
        std::string("dist.overlap=") + (overlap ? "true" : "false")});
-}
-
-Params snapshot(train::Trainer& t) {
-  Params out;
-  for (const auto& item : t.model().named_parameters())
-    out[item.key()] = item.value().detach().clone();
-  return out;
-}
-
-// Runs `steps` optimizer steps on W ranks (threads); returns every rank's parameters. With
-// `checkpoint`, the ranks also write a checkpoint together at the end; `overlapped` receives each
-// rank's count of buckets whose all-reduce started during the last backward.
-std::vector<Params> run_ranks(int W, const Config& config, int steps,
-                              const std::string& resume = "", bool checkpoint = false,
-                              std::vector<size_t>* overlapped = nullptr) {
-  const auto store_path = fs::temp_directory_path() / ("demix_store_" + std::to_string(::getpid()) +
-                                                       "_" + std::to_string(std::rand()));
-  auto store = c10::make_intrusive<c10d::FileStore>(store_path.string(), W);
-  std::vector<Params> params(static_cast<size_t>(W));
-  std::vector<std::string> errors(static_cast<size_t>(W));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < W; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        dist::ProcessGroups groups(dist::Placement(W, int(config.n_experts())), r, store, "gloo",
-                                   std::chrono::seconds(60));
-        train::Trainer trainer(config, resume, &groups);
-        for (int s = 0; s < steps; ++s) trainer.train_step();
-        if (checkpoint) trainer.save_checkpoint();
-        if (overlapped) (*overlapped)[size_t(r)] = trainer.grad_sync()->overlapped_buckets();
-        params[size_t(r)] = snapshot(trainer);
-        groups.barrier();
-      } catch (const std::exception& e) {
-        errors[size_t(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < W; ++r) EXPECT_EQ(errors[size_t(r)], "") << "rank " << r;
-  fs::remove(store_path);
-  return params;
-}
-
-double relative_difference(const at::Tensor& a, const at::Tensor& b) {
-  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
 }
 
 // Every rank's parameters against the single-process run; shared bit-identical on all ranks,

@@ -21,6 +21,9 @@ struct ModelConfig {
   std::string ff = "demix";
   std::vector<int64_t> demix_layers;  // empty = every layer
   bool domain_token = false;
+  std::string expert_scope = "ff";
+  int64_t lora_rank = 0;
+  double lora_alpha = 16;
   double init_std = 0.02;
 
   template <class V>
@@ -34,6 +37,12 @@ struct ModelConfig {
     v("ff", ff, "demix (one FF expert per training domain) or dense (one shared FF)");
     v("demix_layers", demix_layers, "indices of the blocks whose FF is a DEMix layer; [] = all");
     v("domain_token", domain_token, "prepend a learned per-domain token (+DOMAIN-TOKEN baseline)");
+    v("expert_scope", expert_scope,
+      "ff (a DEMix expert is an FF block) or block (a whole transformer block per domain, "
+      "attention and LayerNorms too)");
+    v("lora_rank", lora_rank,
+      "> 0: LoRA adapters of this rank on every attention and FF projection; only they train");
+    v("lora_alpha", lora_alpha, "LoRA scale: the adapter's output is multiplied by alpha/rank");
     v("init_std", init_std, "std of the normal initialisation of weights");
   }
 };
@@ -203,6 +212,37 @@ struct AdaptConfig {
   }
 };
 
+// Modular Domain Experts (Schafhalter et al., 2024): a frozen dense backbone split by depth into
+// `blocks`; each block gets one stack of transformer layers per domain beside its backbone layers,
+// mixed per token by a gate softmax(Linear(x)) with one output per branch.
+struct ModeConfig {
+  int64_t blocks = 0;
+  int64_t layers_per_expert = 1;
+  int64_t stage = 1;
+  std::string backbone;
+  std::string experts_from;
+  std::string train = "gates_experts";
+  std::string expert_init = "backbone";
+  std::string placement = "data_parallel";
+
+  template <class V>
+  void visit(V& v) {
+    v("blocks", blocks, "0: off; else the backbone's layers split into this many blocks");
+    v("layers_per_expert", layers_per_expert, "transformer layers in each expert stack");
+    v("stage", stage,
+      "1: one single-expert model per data.domains entry, each trained on its domain alone "
+      "(<out_dir>/<domain>); 2: compose them and fine-tune on the mixed domains");
+    v("backbone", backbone, "checkpoint of the frozen DENSE backbone (stage 1)");
+    v("experts_from", experts_from, "stage 2: the stage-1 out_dir holding <domain>/ runs");
+    v("train", train, "stage 2: gates_experts (gates and experts train) or gates (gates only)");
+    v("expert_init", expert_init,
+      "stage 1: backbone (a stack copies the block's last backbone layers) or random");
+    v("placement", placement,
+      "data_parallel (every rank runs every branch) or branches (rank 0 the backbone, rank j "
+      "expert j; they exchange block outputs)");
+  }
+};
+
 struct Config {
   ModelConfig model;
   DataConfig data;
@@ -212,6 +252,7 @@ struct Config {
   EvalConfig eval;
   DistConfig dist;
   AdaptConfig adapt;
+  ModeConfig mode;
 
   template <class V>
   void visit_sections(V& v) {
@@ -223,6 +264,7 @@ struct Config {
     v("eval", eval);
     v("dist", dist);
     v("adapt", adapt);
+    v("mode", mode);
   }
 
   // Cross-field rules; throws Error naming the fields and values. `source` prefixes messages.
@@ -235,6 +277,7 @@ struct Config {
     return all;
   }
   int64_t n_experts() const { return model.ff == "demix" ? int64_t(data.domains.size()) : 0; }
+  bool is_mode() const { return mode.blocks > 0; }
   int64_t d_ff() const { return model.d_ff > 0 ? model.d_ff : 4 * model.d_model; }
 };
 

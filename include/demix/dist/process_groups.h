@@ -27,6 +27,15 @@ c10::intrusive_ptr<c10d::Store> connect_store(const DistEnv& env,
 Group make_group(const std::string& kind, const c10::intrusive_ptr<c10d::Store>& store, int rank,
                  int size, std::chrono::milliseconds timeout);
 
+// What a rank of a launch needs to build process groups: its environment, the rendezvous store,
+// the backend kind and the collective timeout.
+struct Launch {
+  DistEnv env;
+  c10::intrusive_ptr<c10d::Store> store;
+  std::string backend;
+  std::chrono::milliseconds timeout;
+};
+
 class ProcessGroups {
  public:
   ProcessGroups(const Placement& placement, int rank, const c10::intrusive_ptr<c10d::Store>& store,

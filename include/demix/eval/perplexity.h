@@ -19,10 +19,12 @@ struct SplitScore {
   std::string domain, split;
   int64_t tokens = 0;          // predicted tokens
   double nll_sum = 0;          // nats
+  int64_t hits = 0;            // tokens whose most likely prediction is right
   double bytes_per_token = 0;  // of the split's text
   double loss() const { return nll_sum / double(tokens); }
   double perplexity() const;
   double bits_per_byte() const;
+  double accuracy() const { return double(hits) / double(tokens); }  // next-token accuracy
 };
 
 // Scores `file` routed as domain `route` in consecutive windows of the model's block size.

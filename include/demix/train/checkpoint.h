@@ -64,9 +64,10 @@ std::string latest_valid_checkpoint(const std::string& run_dir);
 
 Config checkpoint_config(const std::string& checkpoint);
 TrainState checkpoint_state(const std::string& checkpoint);
-// Loads the shared parameters and every expert the model hosts; throws Error on a missing or
-// mismatched tensor.
-void load_model(const std::string& checkpoint, model::GptImpl& model);
+// Loads the shared parameters and every expert the model hosts (with `only`, the parameters it
+// accepts by name); throws Error on a missing or mismatched tensor.
+void load_model(const std::string& checkpoint, model::GptImpl& model,
+                const std::function<bool(const std::string&)>& only = {});
 void load_optimizer(const std::string& checkpoint, AdamW& optimizer);
 
 }  // namespace demix::train

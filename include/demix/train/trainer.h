@@ -10,6 +10,7 @@
 
 #include "demix/core/config.h"
 #include "demix/data/domain_batcher.h"
+#include "demix/dist/branch_exchange.h"
 #include "demix/dist/grad_sync.h"
 #include "demix/dist/placement.h"
 #include "demix/dist/process_groups.h"
@@ -58,6 +59,9 @@ class Trainer {
   void log_step(const StepResult& result, double seconds);
   void check_nonfinite();  // a host sync: at log steps only; throws past train.nonfinite_limit
   void all_reduce_sum(at::Tensor& tensor);  // over the world group
+  void prepare_mode();                      // MoDE: backbone, expert initialisation, composition
+  at::Tensor branch_grad_norm();            // MoDE placement branches: the global norm
+  void sync_stacks();  // MoDE placement branches: every rank gets every expert stack's state
 
   Config config_;
   torch::Device device_;
@@ -65,6 +69,7 @@ class Trainer {
   dist::Placement placement_;
   int rank_;
   std::unique_ptr<dist::GradSync> grad_sync_;
+  std::unique_ptr<dist::C10dBranchExchange> exchange_;  // MoDE placement branches
   FaultInjection faults_;
   at::Tensor skipped_total_, skipped_in_a_row_, worst_in_a_row_;  // non-finite steps (device)
   model::Gpt model_{nullptr};
@@ -77,5 +82,12 @@ class Trainer {
   TrainState state_;
   std::vector<at::Tensor> params_;
 };
+
+// MoDE stage 1 (mode.stage=1): one single-expert model per entry of config.data.domains, each
+// trained on its domain alone under <train.out_dir>/<domain>. With a launch, runs are spread over
+// the ranks as experts are (dist::Placement(W, N)): run d on ranks_of(d), each with its own
+// process groups, several runs in turn on one rank when W < N. Returns the runs' configs.
+std::vector<Config> mode_stage1_configs(const Config& config);
+void run_mode_stage1(const Config& config, const std::string& resume, const dist::Launch* launch);
 
 }  // namespace demix::train
