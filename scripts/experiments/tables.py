@@ -2,10 +2,12 @@
 
 usage: tables.py in_domain|novel_domains RESULTS_DIR LABEL=NAME ...
        tables.py dapt|removal RESULTS_DIR DOMAIN ...
+       tables.py mode RESULTS_DIR NAME ...
   NAME.eval.json: a `demix eval` report (known-domain / dense perplexities per domain);
   NAME/mixture.json: a `demix eval --mixture` report (one column per prior).
   dapt: demix_before/, dense_before.eval.json, demix_DOMAIN/, dense_DOMAIN.eval.json;
   removal: full/, removed_DOMAIN/, leave_one_out_DOMAIN/ (see scripts/experiments/*.sh).
+  mode: NAME.eval.json, NAME.config.yaml, NAME.checkpoint (its path); placement_*.metrics.jsonl.
 Writes RESULTS_DIR/table.md, table.json and table.png, and prints the table.
 """
 
@@ -145,10 +147,89 @@ def removal(results, removed_domains):
     write_outputs(results, text, data, fig)
 
 
+def tensor_shapes(checkpoint):
+    """{name: shape} of every parameter file of a checkpoint, from the safetensors headers."""
+    shapes = {}
+    for root, _, files in os.walk(checkpoint):
+        for f in files:
+            if f.endswith(".safetensors") and "optimizer" not in root:
+                with open(os.path.join(root, f), "rb") as fh:
+                    header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+                shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+    return shapes
+
+
+def parameter_counts(checkpoint, config):
+    """(total, trainable) parameters, by the trainer's rules for the run's config."""
+    import yaml
+    c = yaml.safe_load(open(config))
+    mode, lora = c["mode"]["blocks"] > 0, c["model"]["lora_rank"] > 0
+    gates_only = mode and c["mode"]["stage"] == 2 and c["mode"]["train"] == "gates"
+    total = trainable = 0
+    for name, shape in tensor_shapes(checkpoint).items():
+        n = math.prod(shape)
+        total += n
+        if mode:
+            trainable += n * (".gate." in name if gates_only else name.startswith("mode."))
+        elif lora:
+            trainable += n * ("_lora." in name)
+        elif c["train"]["init_from"]:
+            trainable += n
+    return total, trainable
+
+
+def step_time(path, warmup=5):
+    """Median seconds per step of a metrics.jsonl logged every step, after `warmup` steps."""
+    steps = [json.loads(line) for line in open(path)]
+    times = sorted(r["perf/step_s"] for r in steps if "perf/step_s" in r and r["step"] > warmup)
+    return times[len(times) // 2], len(times)
+
+
+def mode(results, names):
+    rows, data = [], {}
+    domains = ["python_docs", "manpages", "scripture"]
+    for name in names:
+        scores = {s["domain"]: s for s in json.load(open(os.path.join(results, f"{name}.eval.json")))
+                  ["scores"] if s["split"] == "test"}
+        checkpoint = open(os.path.join(results, f"{name}.checkpoint")).read().strip()
+        total, trainable = parameter_counts(checkpoint, os.path.join(results, f"{name}.config.yaml"))
+        data[name] = {"total_params": total, "trainable_params": trainable,
+                      **{d: {"perplexity": scores[d]["perplexity"],
+                             "accuracy": scores[d]["accuracy"]} for d in domains}}
+        rows.append([name, f"{total / 1e6:.2f}M", f"{trainable / 1e6:.3f}M"] +
+                    [v for d in domains for v in (scores[d]["perplexity"],
+                                                  f"{100 * scores[d]['accuracy']:.1f}%")])
+    header = ["method", "params", "trainable"] + [f"{d} {m}" for d in domains
+                                                  for m in ("ppl", "acc")]
+    text = markdown("MoDE: test perplexity and next-token accuracy (targets python_docs, "
+                    "manpages; retention scripture)", header, rows)
+    timing = []
+    for placement in ("one_process", "data_parallel", "branches"):
+        path = os.path.join(results, f"placement_{placement}.metrics.jsonl")
+        if os.path.exists(path):
+            median, n = step_time(path)
+            data[f"step_s/{placement}"] = median
+            timing.append([placement, f"{1000 * median:.0f}", n])
+    if timing:
+        text += "\n" + markdown("MoDE stage 2 step time, same global batch (16 sequences)",
+                                ["placement", "median ms/step", "steps"], timing)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        for ax, metric in zip(axes, ("perplexity", "accuracy")):
+            ax.bar([j + i * width for j in range(len(domains))],
+                   [data[name][d][metric] for d in domains], width, label=name)
+    for ax, metric in zip(axes, ("test perplexity", "next-token accuracy")):
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(domains))], domains)
+        ax.set_ylabel(metric)
+    axes[0].legend(fontsize=7)
+    write_outputs(results, text, data, fig)
+
+
 def main():
     experiment, results, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
-    if experiment in ("dapt", "removal"):
-        return {"dapt": dapt, "removal": removal}[experiment](results, specs)
+    if experiment in ("dapt", "removal", "mode"):
+        return {"dapt": dapt, "removal": removal, "mode": mode}[experiment](results, specs)
     table = {}
     for spec in specs:
         label, name = spec.split("=", 1)
