@@ -48,6 +48,12 @@ add_test(NAME bench.smoke
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(bench.smoke PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300)
 
+# The scaling simulator's all-reduced bytes against GradSync's on 4 Gloo ranks.
+add_test(NAME bench.simulate_bytes COMMAND bash tests/bench/simulate_bytes_test.sh
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(bench.simulate_bytes PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300 RUN_SERIAL ON
+                     ENVIRONMENT "DEMIX_BIN=$<TARGET_FILE:demix>;PYTHON=${DEMIX_PYTHON}")
+
 # Python access: the Hugging Face export reproduces the C++ token ids and log-probs (and the merged
 # export is an independent prior-weighted average); the README's Python snippet runs.
 foreach(mode export readme)

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
 #include <yaml-cpp/yaml.h>
 
@@ -12,8 +13,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
+#include "demix/core/autocast.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/core/safetensors.h"
@@ -63,6 +66,57 @@ std::string fmt(const char* format, double value) {
   return cell;
 }
 
+// Profiles `steps` training steps (CPU ops) and returns the ops by self time as Markdown: an op's
+// self time is its duration less that of the ops nested in it on the same thread.
+std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::string& trace) {
+  namespace prof = torch::autograd::profiler;
+  using torch::profiler::impl::ActivityType;
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
+  prof::prepareProfiler(config, {ActivityType::CPU});
+  prof::enableProfiler(config, {ActivityType::CPU});
+  for (int64_t i = 0; i < steps; ++i) trainer.train_step();
+  const auto result = prof::disableProfiler();
+  result->save(trace);
+
+  struct Span {
+    uint64_t start, end, thread;
+    std::string name;
+  };
+  std::vector<Span> spans;
+  for (const auto& e : result->events())
+    spans.push_back({e.startNs(), e.endNs(), e.startThreadId(), e.name()});
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return std::tie(a.thread, a.start, b.end) < std::tie(b.thread, b.start, a.end);
+  });
+  std::map<std::string, std::pair<double, int64_t>> self;  // name -> (ns, calls)
+  std::vector<const Span*> open;
+  double total = 0;
+  for (const auto& s : spans) {
+    while (!open.empty() && (open.back()->thread != s.thread || open.back()->end <= s.start))
+      open.pop_back();
+    const double ns = double(s.end - s.start);
+    if (open.empty())
+      total += ns;  // top level: the wall time covered
+    else
+      self[open.back()->name].first -= ns;
+    self[s.name].first += ns;
+    self[s.name].second += 1;
+    open.push_back(&s);
+  }
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> ranked(self.begin(), self.end());
+  std::sort(ranked.begin(), ranked.end(),
+            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::string table = "| op | calls/step | self ms/step | share |\n|---|---:|---:|---:|\n";
+  for (size_t i = 0; i < std::min<size_t>(20, ranked.size()); ++i) {
+    const auto& [name, stat] = ranked[i];
+    table += "| " + name + " | " + std::to_string(stat.second / steps) + " | " +
+             fmt("%.2f", stat.first / 1e6 / double(steps)) + " | " +
+             fmt("%.1f%%", 100 * stat.first / total) + " |\n";
+  }
+  return table + "\n" + fmt("%.1f", total / 1e6 / double(steps)) +
+         " ms/step profiled (top-level ops); trace: " + trace + "\n";
+}
+
 }  // namespace
 
 double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n) {
@@ -85,8 +139,10 @@ std::string run_bench(Config config, const BenchOptions& options) {
   if (config.train.threads > 0) at::set_num_threads(int(config.train.threads));
   const int threads = at::get_num_threads();
 
-  spdlog::info("bench: measuring the fp32 GEMM peak");
-  const double peak = gemm_flops_per_s(at::kFloat, device);
+  // MFU against the peak of the dtype the matmuls run in
+  const bool bf16 = config.train.precision == "bf16";
+  spdlog::info("bench: measuring the {} GEMM peak", bf16 ? "bf16" : "fp32");
+  const double peak = gemm_flops_per_s(bf16 ? at::kBFloat16 : at::kFloat, device);
   train::Trainer trainer(config);
   auto& model = trainer.model();
   const int64_t E = config.n_experts();
@@ -96,6 +152,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   double initial_loss = 0;
   {
     at::NoGradGuard no_grad;
+    const Autocast autocast(resolve_device(device).type(), config.train.precision == "bf16");
     const model::Routing routing(batch.domains, resolve_device(device));
     initial_loss = model
                        .loss(batch.inputs.to(resolve_device(device)),
@@ -147,7 +204,8 @@ std::string run_bench(Config config, const BenchOptions& options) {
   ours.add("step_s", step_s).add("tokens_per_s", tokens_per_s).add("mfu", mfu);
   report.add("device", device)
       .add("threads", threads)
-      .add("gemm_fp32_flops_per_s", peak)
+      .add("precision", config.train.precision)
+      .add("gemm_flops_per_s", peak)
       .add("parameters", int64_t(model.num_params()))
       .add("active_parameters", active)
       .add("flops_per_token", flops_per_token)
@@ -173,7 +231,8 @@ std::string run_bench(Config config, const BenchOptions& options) {
     command << ".venv/bin/python scripts/bench/reference.py " << checkpoint << " " << options.out
             << "/batch.safetensors --expected-loss " << fmt("%.9g", initial_loss) << " --steps "
             << options.steps << " --warmup " << options.warmup << " --threads " << threads
-            << " --json " << json << (options.compile ? "" : " --no-compile");
+            << " --json " << json << (options.compile ? "" : " --no-compile") << " --profile "
+            << options.profile_steps << (config.train.precision == "bf16" ? " --bf16" : "");
     spdlog::info("bench: {}", command.str());
     if (std::system(command.str().c_str()) != 0)
       throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());
@@ -185,14 +244,21 @@ std::string run_bench(Config config, const BenchOptions& options) {
         report.add(std::string("reference_") + variant + "_step_s", s);
       }
   }
+  if (options.profile_steps > 0) {
+    spdlog::info("bench: profiling {} training steps", options.profile_steps);
+    const auto profile =
+        profile_steps(trainer, options.profile_steps, options.out + "/profile.trace.json");
+    write_file_atomic(options.out + "/profile.md", profile);
+    table += "\nProfile (self time per op, demix C++):\n\n" + profile;
+  }
   table += "\n| evaluation | tokens/s |\n|---|---:|\n";
   for (const auto& [name, rate] : eval_rates)
     table += "| " + name + " | " + fmt("%.0f", rate) + " |\n";
-  table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s fp32 GEMM peak (2048^3, measured), " +
-           std::to_string(threads) + " threads; " + fmt("%.2f", active / 1e6) +
-           "M active parameters, " + fmt("%.1f", flops_per_token / 1e6) +
-           " MFLOP/token; peak RSS " + fmt("%.0f", peak_rss_mb) + " MB; initial loss " +
-           fmt("%.6f", initial_loss) + "\n";
+  table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s " + config.train.precision +
+           " GEMM peak (2048^3, measured), " + std::to_string(threads) + " threads; " +
+           fmt("%.2f", active / 1e6) + "M active parameters, " +
+           fmt("%.1f", flops_per_token / 1e6) + " MFLOP/token; peak RSS " +
+           fmt("%.0f", peak_rss_mb) + " MB; initial loss " + fmt("%.6f", initial_loss) + "\n";
   write_file_atomic(options.out + "/bench.json", report.str() + "\n");
   write_file_atomic(options.out + "/bench.md", table);
   return table;

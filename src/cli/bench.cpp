@@ -21,6 +21,8 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--eval-tokens", bench->eval_tokens, "tokens per evaluation measurement")
       ->capture_default_str();
   command->add_option("-o,--out", bench->out, "report directory")->required();
+  command->add_option("--profile", bench->profile_steps,
+                      "profile N more steps: self time per op (profile.md) and a Chrome trace");
   command->add_flag("--no-reference", *no_reference, "skip the PyTorch reference");
   command->add_flag("--no-compile", *no_compile, "the reference in eager mode only");
   command->callback([options, bench, no_reference, no_compile] {

@@ -116,6 +116,9 @@ void export_hf(const std::string& path, const HfExportOptions& options, const st
     throw Error(checkpoint +
                 ": a +DOMAIN-TOKEN model prepends a learned domain token, which "
                 "GPT-2 has no slot for; it cannot be exported");
+  if (config.is_mode() || config.model.lora_rank > 0)
+    throw Error(checkpoint + ": MoDE gates and expert stacks, and LoRA adapters, have no GPT-2 " +
+                "equivalent; it cannot be exported");
   const auto weights = expert_weights(config, options, checkpoint);
   if (fs::exists(out)) throw Error(out + ": already exists (choose a new --out)");
   const data::Tokenizer tokenizer(config.tokenizer.model);

@@ -9,6 +9,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
 #include "demix/adapt/mode_compose.h"
+#include "demix/core/autocast.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/data/corpus.h"
@@ -85,8 +86,9 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       config_.train.grad_accum * batcher_->rows() * config_.model.seq_len * placement_.world_size(),
       placement_.world_size());
   if (grad_sync_)
-    spdlog::info("all-reduce per step on rank {}: {:.2f} MB shared, {:.2f} MB expert", rank_,
-                 grad_sync_->shared_bytes() / 1e6, grad_sync_->expert_bytes() / 1e6);
+    spdlog::info("all-reduce per step on rank {}: {} B shared, {} B expert ({:.2f} MB)", rank_,
+                 grad_sync_->shared_bytes(), grad_sync_->expert_bytes(),
+                 double(grad_sync_->shared_bytes() + grad_sync_->expert_bytes()) / 1e6);
 }
 
 void Trainer::open_data(const std::vector<int>& hosted) {
@@ -151,8 +153,9 @@ void Trainer::build_model(const std::vector<int>& hosted) {
       throw Error("train.init_from=" + init + ": its experts (data.domains) differ from the run's");
     // LoRA: the adapters are new, everything else comes from the model they adapt
     load_model(init, *model_, config_.model.lora_rank > 0 ? adapt::is_backbone_param : nullptr);
+  } else if (config_.is_mode()) {  // (init_from a MoDE checkpoint holds the whole model)
+    prepare_mode();
   }
-  if (config_.is_mode()) prepare_mode();
   model_->to(device_);
   if (groups_ && config_.is_mode() && config_.mode.placement == "branches") {
     if (size_t(placement_.world_size()) != config_.data.domains.size() + 1)
@@ -190,7 +193,11 @@ StepResult Trainer::train_step() {
     const auto batch = batcher_->next();
     const model::Routing routing(batch.domains, device_);
     const auto inputs = batch.inputs.to(device_), targets = batch.targets.to(device_);
-    auto row_loss = -model_->token_logprobs(inputs, targets, routing).mean(1);  // (B)
+    at::Tensor row_loss;
+    {
+      const Autocast autocast(device_.type(), config_.train.precision == "bf16");
+      row_loss = -model_->token_logprobs(inputs, targets, routing).mean(1);  // (B), fp32
+    }
     if (faults_.nan_loss_at(state_.step)) row_loss = row_loss * std::nan("");
     if (grad_sync_ && micro == config_.train.grad_accum - 1) {
       groups_->report_progress(state_.step);  // this rank reached the gradient sync

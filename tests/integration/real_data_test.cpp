@@ -125,6 +125,27 @@ std::map<std::string, at::Tensor> parameters_and_moments(train::Trainer& t) {
 
 // A NaN loss at step 1 makes a non-finite gradient norm: that update is skipped entirely
 // (parameters, moments and AdamW step counts are those after step 0), then training goes on.
+TEST(TrainerTest, Bf16StepsFollowFp32AndKeepFp32State) {
+  // The same model, weights and batches in both precisions: bf16 matmuls change the losses a
+  // little (so autocast is on), not their course; parameters and moments stay fp32.
+  namespace fs = std::filesystem;
+  std::map<std::string, std::vector<double>> losses;
+  for (const std::string precision : {"fp32", "bf16"}) {
+    const auto dir = (fs::temp_directory_path() / ("demix_precision_" + precision)).string();
+    fs::remove_all(dir);
+    train::Trainer trainer(tiny({"train.steps=4", "optim.warmup_steps=1", "model.n_layer=2",
+                                 "train.precision=" + precision, "train.out_dir=" + dir}));
+    for (int s = 0; s < 4; ++s)
+      losses[precision].push_back(trainer.train_step().loss.item<double>());
+    for (const auto& [name, tensor] : parameters_and_moments(trainer))
+      EXPECT_EQ(tensor.scalar_type(), torch::kFloat) << precision << " " << name;
+  }
+  for (size_t s = 0; s < 4; ++s) {
+    EXPECT_NEAR(losses["bf16"][s], losses["fp32"][s], 2e-2 * losses["fp32"][s]) << "step " << s;
+    EXPECT_NE(losses["bf16"][s], losses["fp32"][s]) << "step " << s;
+  }
+}
+
 TEST(TrainerTest, NonFiniteStepIsSkippedAndCounted) {
   namespace fs = std::filesystem;
   const auto dir = (fs::temp_directory_path() / "demix_nonfinite_skip").string();

@@ -18,6 +18,7 @@ struct BenchOptions {
   int64_t eval_tokens = 8192;  // tokens per evaluation measurement
   bool reference = true;       // also run the PyTorch reference
   bool compile = true;         // the reference also under torch.compile
+  int64_t profile_steps = 0;   // > 0: profile this many more training steps (profile.md, trace)
   std::string out;             // report directory (bench.json, bench.md, the reference's files)
 };
 

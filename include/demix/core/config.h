@@ -117,6 +117,7 @@ struct TrainConfig {
   uint64_t seed = 1337;
   int64_t threads = 0;
   std::string device = "cpu";
+  std::string precision = "fp32";
   std::string out_dir = "runs/tiny";
   int64_t log_every = 10;
   int64_t eval_every = 100;
@@ -136,6 +137,9 @@ struct TrainConfig {
     v("seed", seed, "seed of the parameter initialisation");
     v("threads", threads, "intra-op CPU threads; 0 = all cores");
     v("device", device, "cpu, cuda or cuda:N");
+    v("precision", precision,
+      "fp32, or bf16: forward matmuls and attention under bfloat16 autocast; parameters, "
+      "gradients, AdamW state and the loss stay fp32");
     v("out_dir", out_dir, "run directory: metrics.jsonl, config.yaml, checkpoints/");
     v("log_every", log_every, "steps between progress lines");
     v("eval_every", eval_every, "steps between validation passes; 0 = only at the end");
