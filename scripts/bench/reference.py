@@ -57,7 +57,7 @@ class Gpt(nn.Module):
         x = self.wte(tokens) + self.wpe.weight[: tokens.shape[1]]
         for block in self.blocks:
             x = block(x, segments)
-        logits = self.ln_f(x) @ self.wte.weight.T
+        logits = (self.ln_f(x) @ self.wte.weight.T).float()  # the loss in fp32, as demix
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
@@ -106,6 +106,9 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", required=True)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="forward under bfloat16 autocast")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="profile N more eager steps: self CPU time per op, to --json's .profile.txt")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -123,9 +126,11 @@ def main():
     for variant in ["eager"] + ([] if a.no_compile else ["compile"]):
         model = Gpt(m, len(domains or []))
         load_weights(model, a.checkpoint, domains)
-        with torch.no_grad():
+        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16)
+        with torch.no_grad(), autocast():
             loss = model(tokens, targets, segments).item()
-        if abs(loss - a.expected_loss) > 1e-4 * abs(a.expected_loss):
+        # bf16: the same casts, but other kernels and summation orders than LibTorch's
+        if abs(loss - a.expected_loss) > (1e-2 if a.bf16 else 1e-4) * abs(a.expected_loss):
             raise SystemExit(f"reference.py: loss {loss:.6f} != demix {a.expected_loss:.6f}")
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n
                  and "wpe" not in n]
@@ -138,11 +143,19 @@ def main():
 
         def step():
             opt.zero_grad(set_to_none=True)
-            forward(tokens, targets, segments).backward()
+            with autocast():
+                loss = forward(tokens, targets, segments)
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"], foreach=True)
             opt.step()
 
         step_s = time_steps(step, a.warmup, a.steps)
+        if variant == "eager" and a.profile > 0:
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                for _ in range(a.profile):
+                    step()
+            table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+            open(a.json.replace(".json", ".profile.txt"), "w").write(table)
         report[variant] = {"loss": loss, "step_s": step_s, "tokens_per_s": tokens.numel() / step_s}
         print(f"reference {variant}: loss {loss:.6f}, {step_s * 1e3:.1f} ms/step, "
               f"{tokens.numel() / step_s:.0f} tok/s", flush=True)
