@@ -8,6 +8,10 @@ namespace demix::cli {
 std::optional<dist::Launch> join_launch(Config& config) {
   const auto env = dist::DistEnv::from_environment();
   if (env.world_size == 1) return std::nullopt;
+  // An uneven split of the experts (or of MoDE's stage-1 runs) is refused before any rank waits
+  // for the others at the store.
+  const bool stage1 = config.is_mode() && config.mode.stage == 1;
+  dist::Placement(env.world_size, int(stage1 ? config.data.domains.size() : config.n_experts()));
   if (env.rank != 0) spdlog::set_level(spdlog::level::warn);
   spdlog::set_pattern("[%H:%M:%S rank " + std::to_string(env.rank) + "] %v");
   const bool cuda = config.train.device.rfind("cuda", 0) == 0;

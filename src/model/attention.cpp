@@ -15,9 +15,12 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(int64_t d_model, int64_t n_head
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerKv* kv, int64_t past,
                                                int64_t capacity) {
   const auto B = x.size(0), T = x.size(1), C = x.size(2), hs = C / n_head;
-  auto heads = with_lora(qkv(x), qkv_lora, x)
-                   .view({B, T, 3, n_head, hs})
-                   .permute({2, 0, 3, 1, 4});  // (3, B, nh, T, hs)
+  // unbind, not three selects: its backward stacks the three gradients once, where each select's
+  // would fill a zero tensor of the whole (3, B, nh, T, hs) and add into it
+  const auto heads = with_lora(qkv(x), qkv_lora, x)
+                         .view({B, T, 3, n_head, hs})
+                         .permute({2, 0, 3, 1, 4})  // (3, B, nh, T, hs)
+                         .unbind(0);
   auto k = heads[1], v = heads[2];
   if (kv) {
     // A causal mask with an offset is not needed: a prefix starts at 0, later tokens come alone

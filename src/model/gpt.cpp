@@ -8,6 +8,7 @@
 #include "demix/core/config.h"
 #include "demix/core/hash.h"
 #include "demix/model/demix_block.h"
+#include "demix/model/target_logprobs.h"
 
 namespace demix::model {
 
@@ -178,9 +179,8 @@ torch::Tensor GptImpl::token_logprobs(const torch::Tensor& tokens, const torch::
                                       const Routing& routing, torch::Tensor* hits) {
   auto logits = forward(tokens, routing).to(torch::kFloat32);
   if (hits) *hits = logits.argmax(-1).eq(targets);
-  auto nll = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets.reshape({-1}),
-                                    /*weight=*/{}, at::Reduction::None);
-  return -nll.view(targets.sizes());
+  return target_logprobs(logits.view({-1, logits.size(-1)}), targets.reshape({-1}))
+      .view(targets.sizes());
 }
 
 int64_t GptImpl::num_params(bool include_experts) const {
