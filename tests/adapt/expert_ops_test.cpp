@@ -14,17 +14,19 @@ namespace demix::adapt {
 namespace {
 namespace fs = std::filesystem;
 
-Config small_config() {
+Config small_config(const std::string& expert_scope = "ff") {
   Config c = test_support::small_config();
   c.data.eval_domains = {"delta"};
+  c.model.expert_scope = expert_scope;
   return c;
 }
 
 // A checkpoint of a small model after one AdamW step, in a fresh directory under /tmp.
-std::string make_checkpoint(const std::string& name, uint64_t seed) {
+std::string make_checkpoint(const std::string& name, uint64_t seed,
+                            const std::string& expert_scope = "ff") {
   const auto run = (fs::temp_directory_path() / name).string();
   fs::remove_all(run);
-  const auto config = small_config();
+  const auto config = small_config(expert_scope);
   model::Gpt m(model::GptConfig::from(config), seed);
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& item : m->named_parameters()) named.emplace_back(item.key(), item.value());
@@ -77,6 +79,20 @@ TEST(ExpertOpsTest, RemoveThenAddRestoresTheSameModel) {
   for (const auto* d : {"alpha", "beta", "gamma"})
     EXPECT_TRUE(torch::equal(logits_for(restored, d), logits_for(original, d))) << d;
   EXPECT_TRUE(fs::exists(original + "/experts/beta.safetensors"));  // the source is untouched
+}
+
+TEST(ExpertOpsTest, BlockExpertsAreRemovedAndAddedLikeFfExperts) {
+  // expert_scope=block: an expert file holds whole blocks (attention included)
+  const auto original = make_checkpoint("demix_ops_block", 4, "block");
+  const auto removed = fresh("demix_ops_block_removed"), restored = fresh("demix_ops_block_back");
+  remove_expert(original, "beta", removed);
+  EXPECT_TRUE(torch::equal(logits_for(removed, "gamma"), logits_for(original, "gamma")));
+  add_expert(removed, original, "beta", restored);
+  for (const auto* d : {"alpha", "beta", "gamma"})
+    EXPECT_TRUE(torch::equal(logits_for(restored, d), logits_for(original, d))) << d;
+  EXPECT_FALSE(torch::equal(logits_for(original, "alpha"), logits_for(original, "beta")));
+  EXPECT_EQ(list_experts(original).front().parameters,
+            2 * (4 * 16 + 3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 2 * 16 * 64 + 64 + 16));
 }
 
 TEST(ExpertOpsTest, MergeIsTheWeightedParameterAverage) {
