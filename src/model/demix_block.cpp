@@ -25,20 +25,12 @@ torch::Tensor DemixBlockImpl::forward(const torch::Tensor& x, const Routing& rou
     kv->k = torch::empty({x.size(0), attn.n_head, capacity, hs}, x.options());
     kv->v = torch::empty_like(kv->k);
   }
-  if (groups.size() == 1) return expert(groups[0].expert).forward(x, routing, kv, past, capacity);
-  std::vector<int64_t> sizes;
-  for (const auto& g : groups) sizes.push_back(g.rows);
-  auto chunks = routing.to_expert_order(x).split_with_sizes(sizes);
-  std::vector<torch::Tensor> outputs;
-  int64_t row = 0;
-  for (size_t i = 0; i < groups.size(); ++i) {
-    LayerKv rows;
-    if (kv) rows = {kv->k.narrow(0, row, groups[i].rows), kv->v.narrow(0, row, groups[i].rows)};
-    outputs.push_back(
-        expert(groups[i].expert).forward(chunks[i], routing, kv ? &rows : nullptr, past, capacity));
-    row += groups[i].rows;
-  }
-  return routing.from_expert_order(torch::cat(outputs));
+  return routing.by_expert(x, [&](int64_t e, const torch::Tensor& rows, int64_t first_row) {
+    LayerKv part;  // the expert's rows of the cache (views: its writes land in the cache)
+    if (kv)
+      part = {kv->k.narrow(0, first_row, rows.size(0)), kv->v.narrow(0, first_row, rows.size(0))};
+    return expert(e).forward(rows, routing, kv ? &part : nullptr, past, capacity);
+  });
 }
 
 }  // namespace demix::model

@@ -21,16 +21,8 @@ MlpImpl& DemixLayerImpl::expert(int64_t id) {
 }
 
 torch::Tensor DemixLayerImpl::forward(const torch::Tensor& x, const Routing& routing) {
-  const auto& groups = routing.groups();
-  if (groups.size() == 1) return expert(groups[0].expert).forward(x);
-  std::vector<int64_t> sizes;
-  for (const auto& g : groups) sizes.push_back(g.rows);
-  auto chunks = routing.to_expert_order(x).split_with_sizes(sizes);
-  std::vector<torch::Tensor> outputs;
-  for (size_t i = 0; i < groups.size(); ++i) {
-    outputs.push_back(expert(groups[i].expert).forward(chunks[i]));
-  }
-  return routing.from_expert_order(torch::cat(outputs));
+  return routing.by_expert(
+      x, [&](int64_t e, const torch::Tensor& rows, int64_t) { return expert(e).forward(rows); });
 }
 
 }  // namespace demix::model

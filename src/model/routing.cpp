@@ -1,5 +1,7 @@
 #include "demix/model/routing.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <numeric>
 #include <set>
@@ -39,6 +41,20 @@ at::Tensor Routing::to_expert_order(const at::Tensor& x) const {
 
 at::Tensor Routing::from_expert_order(const at::Tensor& y) const {
   return inverse_.defined() ? y.index_select(0, inverse_) : y;
+}
+
+at::Tensor Routing::by_expert(const at::Tensor& x, const ExpertFn& f) const {
+  if (groups_.size() == 1) return f(groups_[0].expert, x, 0);
+  std::vector<int64_t> sizes;
+  for (const auto& g : groups_) sizes.push_back(g.rows);
+  const auto chunks = to_expert_order(x).split_with_sizes(sizes);
+  std::vector<at::Tensor> outputs;
+  int64_t first_row = 0;
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    outputs.push_back(f(groups_[i].expert, chunks[i], first_row));
+    first_row += groups_[i].rows;
+  }
+  return from_expert_order(at::cat(outputs));
 }
 
 }  // namespace demix::model

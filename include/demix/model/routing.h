@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace demix::model {
@@ -28,6 +29,11 @@ class Routing {
 
   at::Tensor to_expert_order(const at::Tensor& x) const;    // rows grouped by expert
   at::Tensor from_expert_order(const at::Tensor& y) const;  // back to batch order
+
+  // Runs f(expert, rows, first_row) once per expert on its rows (first_row: where they start in
+  // expert order) and returns the outputs in batch order: how a DEMix layer runs its experts.
+  using ExpertFn = std::function<at::Tensor(int64_t, const at::Tensor&, int64_t)>;
+  at::Tensor by_expert(const at::Tensor& x, const ExpertFn& f) const;
 
  private:
   std::vector<int64_t> domain_of_row_;
