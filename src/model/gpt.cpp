@@ -39,18 +39,11 @@ bool GptConfig::is_demix_layer(int64_t layer) const {
          std::find(demix_layers.begin(), demix_layers.end(), layer) != demix_layers.end();
 }
 
-namespace {
-std::vector<int64_t> all_or(const std::vector<int64_t>& local, int64_t n) {
-  if (!local.empty()) return local;
-  std::vector<int64_t> all(size_t(n), 0);
-  for (int64_t e = 0; e < n; ++e) all[size_t(e)] = e;
+std::vector<int64_t> GptConfig::hosted_experts() const {
+  if (!local_experts.empty()) return local_experts;
+  std::vector<int64_t> all(size_t(n_experts), 0);
+  for (int64_t e = 0; e < n_experts; ++e) all[size_t(e)] = e;
   return all;
-}
-}  // namespace
-
-std::vector<int64_t> GptConfig::hosted_experts() const { return all_or(local_experts, n_experts); }
-std::vector<int64_t> GptConfig::hosted_mode_experts() const {
-  return all_or(mode_local_experts, mode_experts);
 }
 
 GptImpl::GptImpl(GptConfig config, uint64_t seed) : config_(std::move(config)) {
@@ -210,10 +203,12 @@ std::string strip_expert(const std::string& name) {
 std::string with_expert(const std::string& stripped, int64_t id, bool block_experts) {
   // The expert's own modules start right after "ff" (blocks.3.ff.fc1.weight) or, for a block
   // expert, after the block's index (blocks.3.attn.qkv.weight).
-  const auto at =
-      block_experts ? stripped.find('.', stripped.find("blocks.") + 7) : stripped.find(".ff.") + 3;
-  TORCH_CHECK(stripped.rfind("blocks.", 0) == 0 && at != std::string::npos && at > 3,
-              "not an expert parameter name: ", stripped);
+  const std::string blocks = "blocks.";
+  auto at = std::string::npos;
+  if (stripped.rfind(blocks, 0) == 0)
+    at = block_experts ? stripped.find('.', blocks.size()) : stripped.find(".ff.");
+  TORCH_CHECK(at != std::string::npos, "not an expert parameter name: ", stripped);
+  if (!block_experts) at += 3;  // past ".ff"
   return stripped.substr(0, at) + kExperts + std::to_string(id) + stripped.substr(at);
 }
 
