@@ -87,8 +87,9 @@ void compose_experts(const Config& config, model::GptImpl& model) {
         gate[0].zero_();
         continue;
       }
-      const auto target = renumber_stack(name, int64_t(j));
-      if (auto* p = params.find(target)) copy_checked(*p, t, where, name);
+      auto* target = params.find(renumber_stack(name, int64_t(j)));
+      if (!target) throw Error(where + ": tensor '" + name + "' has no place in this model");
+      copy_checked(*target, t, where, name);
     }
   }
   for (auto& item : params)

@@ -11,7 +11,7 @@ ModeBlockImpl::ModeBlockImpl(const GptConfig& config)
   if (n_experts > 0)
     gate = register_module("gate", torch::nn::Linear(config.d_model, n_experts + 1));
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> hosted;
-  for (auto id : config.hosted_mode_experts()) {
+  for (int64_t id = 0; id < n_experts; ++id) {
     torch::nn::ModuleList stack;
     for (int64_t l = 0; l < layers_per_expert; ++l) stack->push_back(Block(config, false));
     hosted.emplace_back(std::to_string(id), stack.ptr());

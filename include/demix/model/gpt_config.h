@@ -29,13 +29,11 @@ struct GptConfig {
   int64_t mode_blocks = 0;
   int64_t mode_experts = 0;
   int64_t mode_layers_per_expert = 1;
-  std::vector<int64_t> mode_local_experts;  // stacks materialised here; empty: all of them
   double init_std = 0.02;
 
   static GptConfig from(const Config& config);
   bool is_demix_layer(int64_t layer) const;
   std::vector<int64_t> hosted_experts() const;
-  std::vector<int64_t> hosted_mode_experts() const;
   double lora_scale() const { return lora_rank > 0 ? lora_alpha / double(lora_rank) : 0.0; }
 };
 

@@ -37,8 +37,9 @@ class BranchExchange {
 using LayerStack = std::function<torch::Tensor(const torch::Tensor&)>;
 
 struct ModeBlockImpl : torch::nn::Module {
-  // The gate has config.mode_experts + 1 outputs; the stacks of config.hosted_mode_experts() are
-  // materialised. With zero experts there is no gate: the block is its backbone layers.
+  // The gate has config.mode_experts + 1 outputs, one stack per expert (every rank holds all of
+  // them, placement branches included). With zero experts there is no gate: the block is its
+  // backbone layers.
   explicit ModeBlockImpl(const GptConfig& config);
 
   // `backbone` runs the block's backbone layers. `kv` (generation): this block's expert layers'
