@@ -152,7 +152,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   double initial_loss = 0;
   {
     at::NoGradGuard no_grad;
-    const Autocast autocast(resolve_device(device).type(), config.train.precision == "bf16");
+    const Autocast autocast(resolve_device(device).type(), bf16);
     const model::Routing routing(batch.domains, resolve_device(device));
     initial_loss = model
                        .loss(batch.inputs.to(resolve_device(device)),
@@ -232,7 +232,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
             << "/batch.safetensors --expected-loss " << fmt("%.9g", initial_loss) << " --steps "
             << options.steps << " --warmup " << options.warmup << " --threads " << threads
             << " --json " << json << (options.compile ? "" : " --no-compile") << " --profile "
-            << options.profile_steps << (config.train.precision == "bf16" ? " --bf16" : "");
+            << options.profile_steps << (bf16 ? " --bf16" : "");
     spdlog::info("bench: {}", command.str());
     if (std::system(command.str().c_str()) != 0)
       throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());

@@ -91,8 +91,11 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
                  double(grad_sync_->shared_bytes() + grad_sync_->expert_bytes()) / 1e6);
 }
 
+bool Trainer::branch_parallel() const {
+  return groups_ && config_.is_mode() && config_.mode.placement == "branches";
+}
+
 void Trainer::open_data(const std::vector<int>& hosted) {
-  const bool branch_parallel = groups_ && config_.is_mode() && config_.mode.placement == "branches";
   // This rank draws k sequences for each domain it hosts (every domain in a dense model), as
   // replica q of those domains: the domain's rows [q*k, (q+1)*k) of the global batch.
   const auto E = int64_t(config_.data.domains.size());
@@ -102,7 +105,7 @@ void Trainer::open_data(const std::vector<int>& hosted) {
   if (config_.n_experts() == 0) {
     for (int64_t d = 0; d < E; ++d) drawn.push_back(d);
     first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
-    if (branch_parallel) first_row = 0;  // MoDE branches: every rank computes the same batch
+    if (branch_parallel()) first_row = 0;  // MoDE branches: every rank computes the same batch
   }
   const auto& only = config_.train.train_domains;  // adaptation: draw the new domain alone
   if (!only.empty())
@@ -157,7 +160,7 @@ void Trainer::build_model(const std::vector<int>& hosted) {
     prepare_mode();
   }
   model_->to(device_);
-  if (groups_ && config_.is_mode() && config_.mode.placement == "branches") {
+  if (branch_parallel()) {
     if (size_t(placement_.world_size()) != config_.data.domains.size() + 1)
       throw Error("mode.placement=branches: " + std::to_string(placement_.world_size()) +
                   " ranks, expected one per branch: " +
@@ -173,6 +176,9 @@ void Trainer::build_model(const std::vector<int>& hosted) {
     }
     named.emplace_back(item.key(), item.value());
     params_.push_back(item.value());
+    if (exchange_)
+      (item.key().find(".gate.") != std::string::npos ? gate_params_ : stack_params_)
+          .push_back(item.value());
   }
   optimizer_ = std::make_unique<AdamW>(named, config_.optim);
   if (groups_ && !exchange_)
@@ -252,15 +258,9 @@ void Trainer::prepare_mode() {
 
 at::Tensor Trainer::branch_grad_norm() {
   // Rank j + 1 holds expert j's gradients alone; the gates' are the same on every rank.
-  auto stacks = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat));
-  auto gates = torch::zeros_like(stacks);
-  for (const auto& item : model_->named_parameters()) {
-    const auto& grad = item.value().grad();
-    if (grad.defined())
-      (item.key().find(".gate.") != std::string::npos ? gates : stacks) += grad.pow(2).sum();
-  }
+  auto stacks = grad_norm(stack_params_).square();
   all_reduce_sum(stacks);
-  return (stacks + gates).sqrt();
+  return (stacks + grad_norm(gate_params_).square()).sqrt();
 }
 
 void Trainer::sync_stacks() {

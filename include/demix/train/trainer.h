@@ -60,6 +60,7 @@ class Trainer {
   void check_nonfinite();  // a host sync: at log steps only; throws past train.nonfinite_limit
   void all_reduce_sum(at::Tensor& tensor);  // over the world group
   void prepare_mode();                      // MoDE: backbone, expert initialisation, composition
+  bool branch_parallel() const;             // MoDE placement branches under a launch
   at::Tensor branch_grad_norm();            // MoDE placement branches: the global norm
   void sync_stacks();  // MoDE placement branches: every rank gets every expert stack's state
 
@@ -81,6 +82,7 @@ class Trainer {
   std::unique_ptr<MetricsLog> metrics_;
   TrainState state_;
   std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> gate_params_, stack_params_;  // params_ split, for branch_grad_norm
 };
 
 // MoDE stage 1 (mode.stage=1): one single-expert model per entry of config.data.domains, each
