@@ -11,8 +11,9 @@ torch::Tensor LoraImpl::forward(const torch::Tensor& x) {
   return torch::matmul(torch::matmul(x, a.t()), b.t()) * scale;
 }
 
-torch::Tensor with_lora(const torch::Tensor& linear_out, Lora& lora, const torch::Tensor& x) {
-  return lora ? linear_out + lora->forward(x) : linear_out;
+torch::Tensor linear(const torch::nn::Linear& layer, Lora& lora, const torch::Tensor& x) {
+  auto y = at::linear(x, layer->weight, layer->bias);
+  return lora ? y + lora->forward(x) : y;
 }
 
 }  // namespace demix::model

@@ -11,8 +11,8 @@ MlpImpl::MlpImpl(int64_t d_model, int64_t d_ff, int64_t lora_rank, double lora_s
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  const auto h = at::gelu(with_lora(fc1(x), fc1_lora, x), "tanh");
-  return with_lora(fc2(h), fc2_lora, h);
+  const auto h = at::gelu(linear(fc1, fc1_lora, x), "tanh");
+  return linear(fc2, fc2_lora, h);
 }
 
 }  // namespace demix::model

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
 
 namespace demix::model {
 
@@ -16,7 +17,9 @@ struct LoraImpl : torch::nn::Module {
 };
 TORCH_MODULE(Lora);
 
-// linear(x), plus the adapter's output when there is one.
-torch::Tensor with_lora(const torch::Tensor& linear_out, Lora& lora, const torch::Tensor& x);
+// layer(x), plus the adapter's output when there is one. Through at::linear, whose bias rides in
+// the GEMM (addmm) for any input rank: torch::nn::Linear's forward does matmul, then a separate
+// += bias pass over the output, for 3-D inputs.
+torch::Tensor linear(const torch::nn::Linear& layer, Lora& lora, const torch::Tensor& x);
 
 }  // namespace demix::model
