@@ -4,6 +4,7 @@
 #include <map>
 
 #include "demix/model/gpt.h"
+#include "demix/train/optimizer.h"
 
 namespace demix::dist {
 
@@ -125,7 +126,7 @@ at::Tensor GradSync::global_norm() {
                                           : placement.leader_of(bucket.expert) == groups_.rank();
     if (!counts) continue;
     for (const auto& p : bucket.params)
-      if (p.grad().defined()) sum_sq += p.grad().to(at::kFloat).pow(2).sum();  // see grad_norm()
+      if (p.grad().defined()) sum_sq += train::squared_norm(p.grad());
   }
   std::vector<at::Tensor> tensors = {sum_sq};
   groups_.world().allreduce(tensors)->wait();

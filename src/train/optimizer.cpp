@@ -21,7 +21,7 @@ AdamW::AdamW(const std::vector<std::pair<std::string, at::Tensor>>& named_params
   }
 }
 
-void AdamW::step(double lr, const at::Tensor& skip) {
+void AdamW::step(double lr, const at::Tensor& skip, const at::Tensor& grad_divisor) {
   at::NoGradGuard no_grad;
   for (const bool decay : {true, false}) {
     std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
@@ -39,7 +39,9 @@ void AdamW::step(double lr, const at::Tensor& skip) {
     at::_fused_adamw_(
         params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1_, beta2_,
         decay ? weight_decay_ : 0.0, eps_, /*amsgrad=*/false,
-        /*maximize=*/false, /*grad_scale=*/std::nullopt,
+        /*maximize=*/false,
+        /*grad_scale=*/grad_divisor.defined() ? std::optional<at::Tensor>(grad_divisor)
+                                              : std::nullopt,
         /*found_inf=*/skip.defined() ? std::optional<at::Tensor>(skip) : std::nullopt);
     if (skip.defined()) at::_foreach_sub_(steps, std::vector<at::Tensor>(steps.size(), skip));
   }
@@ -59,35 +61,29 @@ std::map<std::string, at::Tensor> AdamW::state() const {
   return out;
 }
 
-namespace {
-std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params) {
-  std::vector<at::Tensor> grads;
-  for (const auto& p : params)
-    if (p.grad().defined()) grads.push_back(p.grad());
-  return grads;
+at::Tensor squared_norm(const at::Tensor& grad) {
+  // A BLAS dot of the flattened gradient with itself: one pass and no temporary (half the time of
+  // pow(2).sum() on 44M gradients here). Not at::norm / _foreach_norm: on CPU their fp32 reduction
+  // loses ~1e-5 relative on a 1M-element tensor; the dot's blocked accumulation stays within
+  // ~1e-7 of a float64 sum (measured on the 10M bench model's gradient shapes).
+  const auto flat = grad.to(at::kFloat).reshape(-1);
+  return at::dot(flat, flat);
 }
-}  // namespace
+
+at::Tensor grad_sum_of_squares(const std::vector<at::Tensor>& params) {
+  auto sum_sq = at::zeros({}, at::TensorOptions(params.empty() ? at::kCPU : params[0].device()));
+  for (const auto& p : params)
+    if (p.grad().defined()) sum_sq += squared_norm(p.grad());
+  return sum_sq;
+}
 
 at::Tensor grad_norm(const std::vector<at::Tensor>& params) {
-  // Sum of squares, not at::norm / _foreach_norm: on CPU their fp32 reduction loses ~1e-5
-  // relative on a 1M-element tensor (measured: 1.0238216 vs 1.0238324 exact), while sum() uses
-  // a cascade summation that keeps the norm accurate to fp32 rounding.
-  auto sum_sq = at::zeros({}, at::TensorOptions(params.empty() ? at::kCPU : params[0].device()));
-  for (const auto& g : defined_grads(params)) sum_sq += g.to(at::kFloat).pow(2).sum();
-  return sum_sq.sqrt();
+  return grad_sum_of_squares(params).sqrt();
 }
 
-void clip_grads(const std::vector<at::Tensor>& params, const at::Tensor& norm, double max_norm) {
-  if (max_norm <= 0) return;
-  auto grads = defined_grads(params);
-  if (grads.empty()) return;
-  at::_foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp_max(1.0));
-}
-
-at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
-  auto norm = grad_norm(params);
-  clip_grads(params, norm, max_norm);
-  return norm;
+at::Tensor clip_divisor(const at::Tensor& norm, double max_norm) {
+  if (max_norm <= 0) return {};
+  return ((norm + 1e-6) / max_norm).clamp_min(1.0).to(at::kFloat);
 }
 
 }  // namespace demix::train

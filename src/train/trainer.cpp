@@ -217,13 +217,10 @@ StepResult Trainer::train_step() {
   result.loss_sum = loss_sum;
   result.rows = rows_seen;
   result.loss = loss_sum.sum() / rows_seen.sum();
-  if (grad_sync_ || exchange_) {
-    if (grad_sync_) grad_sync_->sync();
-    result.grad_norm = grad_sync_ ? grad_sync_->global_norm() : branch_grad_norm();
-    clip_grads(params_, result.grad_norm, config_.optim.grad_clip);
-  } else {
-    result.grad_norm = clip_grad_norm(params_, config_.optim.grad_clip);
-  }
+  if (grad_sync_) grad_sync_->sync();
+  result.grad_norm = grad_sync_  ? grad_sync_->global_norm()
+                     : exchange_ ? branch_grad_norm()
+                                 : grad_norm(params_);
   // A NaN or inf anywhere makes the global norm non-finite, the same value on every rank: all
   // ranks skip the update together. Counted on the device; checked at log steps.
   const auto nonfinite = result.grad_norm.isfinite().logical_not().to(torch::kFloat);
@@ -231,7 +228,7 @@ StepResult Trainer::train_step() {
   skipped_in_a_row_ = (skipped_in_a_row_ + 1) * nonfinite;
   worst_in_a_row_ = torch::maximum(worst_in_a_row_, skipped_in_a_row_);
   result.lr = schedule_.lr_at(state_.step);
-  optimizer_->step(result.lr, nonfinite);
+  optimizer_->step(result.lr, nonfinite, clip_divisor(result.grad_norm, config_.optim.grad_clip));
   ++state_.step;
   state_.data_cursor = batcher_->cursor();
   return result;
@@ -258,9 +255,9 @@ void Trainer::prepare_mode() {
 
 at::Tensor Trainer::branch_grad_norm() {
   // Rank j + 1 holds expert j's gradients alone; the gates' are the same on every rank.
-  auto stacks = grad_norm(stack_params_).square();
+  auto stacks = grad_sum_of_squares(stack_params_);
   all_reduce_sum(stacks);
-  return (stacks + grad_norm(gate_params_).square()).sqrt();
+  return (stacks + grad_sum_of_squares(gate_params_)).sqrt();
 }
 
 void Trainer::sync_stacks() {

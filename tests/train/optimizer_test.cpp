@@ -68,14 +68,37 @@ TEST(AdamWTest, ParametersWithoutGradientsStayPut) {
   EXPECT_EQ(adam.state().at("step/b.weight").item<float>(), 0.0f);
 }
 
-TEST(ClipGradNormTest, ScalesToTheGlobalNorm) {
+TEST(ClipTest, ClippedStepEqualsAStepOnGradientsScaledToMaxNorm) {
+  OptimConfig optim;
+  optim.eps = 1.0;  // large: the update then depends on the gradient's scale
+  optim.weight_decay = 0.0;
   auto a = torch::zeros({2}).requires_grad_(), b = torch::zeros({1}).requires_grad_();
   a.mutable_grad() = torch::tensor({3.0f, 0.0f});
   b.mutable_grad() = torch::tensor({4.0f});
-  const auto norm = clip_grad_norm({a, b}, 1.0);
+  const auto norm = grad_norm({a, b});
   EXPECT_NEAR(norm.item<double>(), 5.0, 1e-6);
-  EXPECT_NEAR(a.grad()[0].item<double>(), 0.6, 1e-6);
-  EXPECT_NEAR(b.grad()[0].item<double>(), 0.8, 1e-6);
+  AdamW clipped({{"a", a}, {"b", b}}, optim);
+  clipped.step(0.1, {}, clip_divisor(norm, 1.0));
+
+  // The same step on the gradients scaled by hand to norm 1: (0.6, 0) and (0.8).
+  auto a_ref = torch::zeros({2}).requires_grad_(), b_ref = torch::zeros({1}).requires_grad_();
+  a_ref.mutable_grad() = torch::tensor({0.6f, 0.0f});
+  b_ref.mutable_grad() = torch::tensor({0.8f});
+  AdamW reference({{"a", a_ref}, {"b", b_ref}}, optim);
+  reference.step(0.1);
+  EXPECT_TRUE(torch::allclose(a, a_ref, 0, 1e-6)) << a << a_ref;
+  EXPECT_TRUE(torch::allclose(b, b_ref, 0, 1e-6)) << b << b_ref;
+
+  EXPECT_NEAR(clip_divisor(norm, 10.0).item<double>(), 1.0, 0.0);  // under the limit: unscaled
+  EXPECT_FALSE(clip_divisor(norm, 0.0).defined());                 // clipping off
+}
+
+TEST(ClipTest, SquaredNormMatchesAFloat64Sum) {
+  torch::manual_seed(0);
+  const auto g = torch::randn({1 << 20}) * 1e-3;
+  const double exact = g.to(torch::kDouble).square().sum().item<double>();
+  EXPECT_NEAR(squared_norm(g).item<double>(), exact, 1e-6 * exact);
+  EXPECT_NEAR(squared_norm(g.view({1024, 1024}).t()).item<double>(), exact, 1e-6 * exact);
 }
 
 }  // namespace

@@ -25,7 +25,9 @@ class AdamW {
   // One update at learning rate `lr`. Parameters without a gradient (an expert that saw no rows)
   // are left alone, moments included. With `skip` (a float 0-dim tensor on the parameters'
   // device), the update is skipped when it holds 1 (a non-finite gradient), without a host sync.
-  void step(double lr, const at::Tensor& skip = {});
+  // With `grad_divisor` (likewise), the kernel divides the gradients by it as it reads them: how
+  // clipping is applied, without a pass of its own over the gradients.
+  void step(double lr, const at::Tensor& skip = {}, const at::Tensor& grad_divisor = {});
   void zero_grad();
 
   // Moments and step counts by parameter name: exp_avg/<name>, exp_avg_sq/<name>, step/<name>.
@@ -44,11 +46,14 @@ class AdamW {
   double beta1_, beta2_, eps_, weight_decay_;
 };
 
-// The L2 norm of all gradients, as a 0-dim tensor (no host sync).
+// The sum of the squares of one gradient, as a float 0-dim tensor (no host sync).
+at::Tensor squared_norm(const at::Tensor& grad);
+// The sum of the squares of all gradients, and its square root (the L2 norm), as 0-dim tensors
+// (no host sync).
+at::Tensor grad_sum_of_squares(const std::vector<at::Tensor>& params);
 at::Tensor grad_norm(const std::vector<at::Tensor>& params);
-// Scales the gradients by min(1, max_norm / norm); max_norm = 0 disables clipping.
-void clip_grads(const std::vector<at::Tensor>& params, const at::Tensor& norm, double max_norm);
-// Both: clips to max_norm and returns the norm before clipping.
-at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+// Clipping to max_norm as the divisor for AdamW::step: max(1, norm / max_norm), i.e. the gradients
+// are scaled by min(1, max_norm / norm). Undefined when max_norm <= 0 (no clipping).
+at::Tensor clip_divisor(const at::Tensor& norm, double max_norm);
 
 }  // namespace demix::train
