@@ -6,9 +6,11 @@
 #include <iostream>
 
 #include "demix/core/error.h"
+#include "demix/core/host_memory.h"
 #include "options.h"
 
 int main(int argc, char** argv) {
+  demix::keep_freed_host_memory();
   CLI::App app{"demix: DEMix-layer language models (one FF expert per domain)"};
   app.require_subcommand(1);
   demix::cli::add_data_commands(app);
