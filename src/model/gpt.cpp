@@ -170,6 +170,14 @@ torch::Tensor GptImpl::loss(const torch::Tensor& tokens, const torch::Tensor& ta
 
 torch::Tensor GptImpl::token_logprobs(const torch::Tensor& tokens, const torch::Tensor& targets,
                                       const Routing& routing, torch::Tensor* hits) {
+  if (!at::GradMode::is_enabled()) {  // evaluation: the head in chunks of ~32 MB of logits
+    const auto h = hidden(tokens, routing, nullptr);
+    const int64_t rows = std::max<int64_t>(1, (int64_t(1) << 23) / wte->weight.size(0));
+    auto out = head_target_logprobs(h.view({-1, h.size(-1)}), wte->weight, targets.reshape({-1}),
+                                    rows, hits);
+    if (hits) *hits = hits->view(targets.sizes());
+    return out.view(targets.sizes());
+  }
   auto logits = forward(tokens, routing).to(torch::kFloat32);
   if (hits) *hits = logits.argmax(-1).eq(targets);
   return target_logprobs(logits.view({-1, logits.size(-1)}), targets.reshape({-1}))

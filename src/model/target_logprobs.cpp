@@ -34,4 +34,22 @@ at::Tensor target_logprobs(const at::Tensor& logits, const at::Tensor& targets) 
   return TargetLogprobs::apply(logits, targets);
 }
 
+at::Tensor head_target_logprobs(const at::Tensor& hidden, const at::Tensor& weight,
+                                const at::Tensor& targets, int64_t rows, at::Tensor* hits) {
+  TORCH_CHECK(rows > 0, "head_target_logprobs: rows must be positive");
+  at::NoGradGuard no_grad;
+  const int64_t N = hidden.size(0);
+  auto out = at::empty({N}, hidden.options().dtype(at::kFloat));
+  if (hits) *hits = at::empty({N}, hidden.options().dtype(at::kBool));
+  for (int64_t start = 0; start < N; start += rows) {
+    const int64_t n = std::min(rows, N - start);
+    const auto logits = at::matmul(hidden.narrow(0, start, n), weight.t()).to(at::kFloat);
+    const auto index = targets.narrow(0, start, n).unsqueeze(-1);
+    if (hits) hits->narrow(0, start, n).copy_(logits.argmax(-1, true).eq(index).squeeze(-1));
+    out.narrow(0, start, n)
+        .copy_(at::_log_softmax(logits, -1, false).gather(-1, index).squeeze(-1));
+  }
+  return out;
+}
+
 }  // namespace demix::model

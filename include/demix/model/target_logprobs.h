@@ -10,4 +10,13 @@ namespace demix::model {
 // computed in place in the saved log-probabilities (see README, Benchmarks, for the profile).
 at::Tensor target_logprobs(const at::Tensor& logits, const at::Tensor& targets);
 
+// The same from hidden states (N, C) and the output embedding (V, C), without autograd, for
+// evaluation: the head runs on `rows` rows at a time, so the fp32 (rows, V) logits and their
+// log-probabilities are two bounded buffers instead of two (N, V) tensors. Scoring 8 experts at
+// once on a batch of 16 x 256 tokens with V = 8192 made those 1 GB each. With `hits`, also (N)
+// bool: whether the most likely token is the target.
+at::Tensor head_target_logprobs(const at::Tensor& hidden, const at::Tensor& weight,
+                                const at::Tensor& targets, int64_t rows,
+                                at::Tensor* hits = nullptr);
+
 }  // namespace demix::model
