@@ -19,6 +19,7 @@
 #include "demix/core/autocast.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
+#include "demix/core/host_memory.h"
 #include "demix/core/safetensors.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
@@ -232,7 +233,8 @@ std::string run_bench(Config config, const BenchOptions& options) {
   if (options.reference) {
     const auto json = options.out + "/reference.json";
     std::ostringstream command;
-    command << ".venv/bin/python scripts/bench/reference.py " << checkpoint << " " << options.out
+    command << "GLIBC_TUNABLES=" << kKeepFreedHostMemoryTunables
+            << " .venv/bin/python scripts/bench/reference.py " << checkpoint << " " << options.out
             << "/batch.safetensors --expected-loss " << fmt("%.9g", initial_loss) << " --steps "
             << options.steps << " --warmup " << options.warmup << " --threads " << threads
             << " --json " << json << (options.compile ? "" : " --no-compile") << " --profile "

@@ -9,4 +9,9 @@ namespace demix {
 // and zero-fills them again: a 64 MB clone took 28 ms that way and 7 ms from reused memory here.
 void keep_freed_host_memory();
 
+// The same policy as a GLIBC_TUNABLES value, for a child process we compare against (the bench's
+// PyTorch reference), so that a speed ratio measures the frameworks and not the allocator.
+inline constexpr const char* kKeepFreedHostMemoryTunables =
+    "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
+
 }  // namespace demix
