@@ -43,7 +43,7 @@ set_tests_properties(parity.posterior.check PROPERTIES FIXTURES_REQUIRED parity_
 # on the same weights and batch (demix bench fails otherwise). Speed is not judged here.
 add_test(NAME bench.smoke
          COMMAND demix bench --config configs/tiny.yaml --set model.n_layer=1 --set model.seq_len=64
-                 --steps 1 --warmup 1 --eval-tokens 512 --no-compile
+                 --steps 1 --warmup 1 --rounds 2 --eval-tokens 512 --no-compile
                  --out ${CMAKE_BINARY_DIR}/test_runs/bench_smoke
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(bench.smoke PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300)

@@ -34,6 +34,12 @@ void synchronize(const std::string& device) {
   if (device.rfind("cuda", 0) == 0) torch::cuda::synchronize();
 }
 
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
 template <class F>
 double median_seconds(int64_t warmup, int64_t reps, const std::string& device, F&& f) {
   std::vector<double> times;
@@ -46,8 +52,7 @@ double median_seconds(int64_t warmup, int64_t reps, const std::string& device, F
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (i >= warmup) times.push_back(seconds);
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median(times);
 }
 
 // Parameters one token goes through: every shared one except the position table (a lookup) and
@@ -132,7 +137,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   const auto& device = config.train.device;
   fs::create_directories(options.out);
   config.train.out_dir = options.out + "/run";
-  config.train.steps = options.warmup + options.steps;
+  config.train.steps = options.warmup + options.rounds * (options.steps + 1);
   config.optim.warmup_steps = std::min(config.optim.warmup_steps, config.train.steps);
   config.train.eval_every = 0;
   config.train.checkpoint_every = 0;
@@ -169,10 +174,42 @@ std::string run_bench(Config config, const BenchOptions& options) {
                     {"targets", batch.targets},
                     {"domains", at::tensor(batch.domains, at::kLong)}});
 
-  spdlog::info("bench: {} warm-up and {} timed training steps", options.warmup, options.steps);
+  // The reference, once per round: its step time per variant (eager, compile).
+  auto run_reference = [&](int64_t round) {
+    const auto json = options.out + "/reference.json";
+    std::ostringstream command;
+    command << "GLIBC_TUNABLES=" << kKeepFreedHostMemoryTunables
+            << " .venv/bin/python scripts/bench/reference.py " << checkpoint << " " << options.out
+            << "/batch.safetensors --expected-loss " << fmt("%.9g", initial_loss) << " --steps "
+            << options.steps << " --warmup " << options.warmup << " --threads " << threads
+            << " --json " << json << (options.compile ? "" : " --no-compile") << " --profile "
+            << (round == 0 ? options.profile_steps : 0) << (bf16 ? " --bf16" : "");
+    spdlog::info("bench: {}", command.str());
+    if (std::system(command.str().c_str()) != 0)
+      throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());
+    const auto reference = YAML::LoadFile(json);
+    std::map<std::string, double> step_s;
+    for (const char* variant : {"eager", "compile"})
+      if (reference[variant]) step_s[variant] = reference[variant]["step_s"].as<double>();
+    return step_s;
+  };
+
+  // Rounds alternate our timed steps and the reference's, so that a slow spell of a shared
+  // machine lands on both sides; each side reports the median of its per-round medians.
   int64_t tokens_per_step = 0;
-  const double step_s = median_seconds(options.warmup, options.steps, device,
-                                       [&] { tokens_per_step = trainer.train_step().tokens; });
+  std::vector<double> ours_rounds;
+  std::map<std::string, std::vector<double>> reference_rounds;
+  for (int64_t round = 0; round < options.rounds; ++round) {
+    const int64_t warmup = round == 0 ? options.warmup : 1;
+    spdlog::info("bench: round {}/{}: {} warm-up and {} timed training steps", round + 1,
+                 options.rounds, warmup, options.steps);
+    ours_rounds.push_back(median_seconds(warmup, options.steps, device,
+                                         [&] { tokens_per_step = trainer.train_step().tokens; }));
+    if (options.reference)
+      for (const auto& [variant, step_s] : run_reference(round))
+        reference_rounds[variant].push_back(step_s);
+  }
+  const double step_s = median(ours_rounds);
   const double tokens_per_s = double(tokens_per_step) / step_s;
   peak = std::max(peak, gemm_flops_per_s(gemm_dtype, device));
   const double active = active_parameters(model, E);
@@ -230,25 +267,13 @@ std::string run_bench(Config config, const BenchOptions& options) {
              " |\n";
   };
   row("demix (C++)", step_s);
-  if (options.reference) {
-    const auto json = options.out + "/reference.json";
-    std::ostringstream command;
-    command << "GLIBC_TUNABLES=" << kKeepFreedHostMemoryTunables
-            << " .venv/bin/python scripts/bench/reference.py " << checkpoint << " " << options.out
-            << "/batch.safetensors --expected-loss " << fmt("%.9g", initial_loss) << " --steps "
-            << options.steps << " --warmup " << options.warmup << " --threads " << threads
-            << " --json " << json << (options.compile ? "" : " --no-compile") << " --profile "
-            << options.profile_steps << (bf16 ? " --bf16" : "");
-    spdlog::info("bench: {}", command.str());
-    if (std::system(command.str().c_str()) != 0)
-      throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());
-    const auto reference = YAML::LoadFile(json);
-    for (const char* variant : {"eager", "compile"})
-      if (reference[variant]) {
-        const double s = reference[variant]["step_s"].as<double>();
-        row(std::string("PyTorch ") + variant, s);
-        report.add(std::string("reference_") + variant + "_step_s", s);
-      }
+  report.add("rounds", options.rounds).add("demix_step_s_rounds", ours_rounds);
+  for (const std::string variant : {"eager", "compile"}) {
+    if (!reference_rounds.count(variant)) continue;
+    const auto& rounds = reference_rounds[variant];
+    row("PyTorch " + variant, median(rounds));
+    report.add("reference_" + variant + "_step_s", median(rounds))
+        .add("reference_" + variant + "_step_s_rounds", rounds);
   }
   if (options.profile_steps > 0) {
     spdlog::info("bench: profiling {} training steps", options.profile_steps);

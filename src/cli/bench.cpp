@@ -18,6 +18,12 @@ void add_bench_command(CLI::App& app) {
   options->add_to(*command);
   command->add_option("--steps", bench->steps, "timed training steps")->capture_default_str();
   command->add_option("--warmup", bench->warmup, "untimed steps first")->capture_default_str();
+  command
+      ->add_option("--rounds", bench->rounds,
+                   "alternate ours and the reference this many times; medians across rounds "
+                   "(a noisy shared machine)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   command->add_option("--eval-tokens", bench->eval_tokens, "tokens per evaluation measurement")
       ->capture_default_str();
   command->add_option("-o,--out", bench->out, "report directory")->required();

@@ -15,6 +15,7 @@ namespace demix::bench {
 struct BenchOptions {
   int64_t steps = 10;          // timed training steps (the median is reported)
   int64_t warmup = 3;          // untimed steps first
+  int64_t rounds = 1;          // alternations of our timed steps and the reference's
   int64_t eval_tokens = 8192;  // tokens per evaluation measurement
   bool reference = true;       // also run the PyTorch reference
   bool compile = true;         // the reference also under torch.compile
