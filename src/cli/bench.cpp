@@ -22,7 +22,7 @@ void add_bench_command(CLI::App& app) {
       ->add_option("--rounds", bench->rounds,
                    "alternate ours and the reference this many times; medians across rounds "
                    "(a noisy shared machine)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t(1), int64_t(1000)))
       ->capture_default_str();
   command->add_option("--eval-tokens", bench->eval_tokens, "tokens per evaluation measurement")
       ->capture_default_str();
