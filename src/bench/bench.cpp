@@ -137,7 +137,10 @@ std::string run_bench(Config config, const BenchOptions& options) {
   const auto& device = config.train.device;
   fs::create_directories(options.out);
   config.train.out_dir = options.out + "/run";
-  config.train.steps = options.warmup + options.rounds * (options.steps + 1);
+  // Rounds after the first re-warm with one step (the reference's process ran in between).
+  constexpr int64_t kRewarmSteps = 1;
+  config.train.steps =
+      options.warmup + options.steps + (options.rounds - 1) * (kRewarmSteps + options.steps);
   config.optim.warmup_steps = std::min(config.optim.warmup_steps, config.train.steps);
   config.train.eval_every = 0;
   config.train.checkpoint_every = 0;
@@ -200,7 +203,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   std::vector<double> ours_rounds;
   std::map<std::string, std::vector<double>> reference_rounds;
   for (int64_t round = 0; round < options.rounds; ++round) {
-    const int64_t warmup = round == 0 ? options.warmup : 1;
+    const int64_t warmup = round == 0 ? options.warmup : kRewarmSteps;
     spdlog::info("bench: round {}/{}: {} warm-up and {} timed training steps", round + 1,
                  options.rounds, warmup, options.steps);
     ours_rounds.push_back(median_seconds(warmup, options.steps, device,
