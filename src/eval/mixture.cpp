@@ -6,6 +6,7 @@
 #include <limits>
 #include <numeric>
 
+#include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/core/json.h"
 
@@ -85,25 +86,26 @@ MixtureScore score_mixture(const ExpertScorer& scorer, const data::EvalWindows& 
   const auto E = int64_t(prior.probs().size());
   const int64_t n = windows.inputs.size(0);
   MixtureScore result;
-  auto nll = at::zeros({}, at::kDouble);
-  auto posterior_sum = at::zeros({E}, at::kDouble);
+  auto nll = at::zeros({}, at::TensorOptions(device).dtype(at::kDouble));
+  auto posterior_sum = at::zeros({E}, nll.options());
   for (int64_t start = 0; start < n; start += options.batch_size) {
     const int64_t rows = std::min(options.batch_size, n - start);
     const auto experts = chosen_experts(prior, options.top_k);  // re-chosen as the prior moves
-    const auto logprobs = scorer(windows.inputs.narrow(0, start, rows).to(device),
-                                 windows.targets.narrow(0, start, rows).to(device), experts);
+    const auto logprobs =
+        scorer(to_device(windows.inputs.narrow(0, start, rows), device),
+               to_device(windows.targets.narrow(0, start, rows), device), experts);
     const auto log_prior = restricted_log_prior(prior, experts);
     const auto log_post = log_posterior(logprobs, log_prior, options.posterior);
-    nll -= mixture_logprobs(logprobs, log_post).sum().cpu();
+    nll -= mixture_logprobs(logprobs, log_post).sum(at::kDouble);
     result.score.tokens += logprobs.size(0) * logprobs.size(1);
     const auto block =
         widen(log_block_posterior(logprobs, log_prior, options.posterior), experts, E);
-    posterior_sum += block.exp().sum(0).cpu();
+    posterior_sum += block.exp().sum(0, /*keepdim=*/false, at::kDouble);
     prior.update(block);
   }
   model.train(was_training);
   result.score.nll_sum = nll.item<double>();
-  const auto mean = posterior_sum / double(n);
+  const auto mean = (posterior_sum / double(n)).cpu();
   result.mean_block_posterior.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + E);
   result.final_prior = prior.probs();
   return result;

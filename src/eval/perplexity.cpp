@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "demix/core/device.h"
 #include "demix/data/corpus.h"
 #include "demix/data/domain_batcher.h"
 
@@ -17,18 +18,19 @@ SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64
   const auto device = model.wte->weight.device();
   const auto windows = data::eval_windows(file, model.config().block_size, max_tokens);
   SplitScore score;
-  auto nll = torch::zeros({}, torch::kDouble);
-  auto hits = torch::zeros({}, torch::kLong);
+  // Summed on the device: the host reads the totals once, after the last batch.
+  auto nll = torch::zeros({}, torch::TensorOptions(device).dtype(torch::kDouble));
+  auto hits = torch::zeros({}, nll.options().dtype(torch::kLong));
   const int64_t n = windows.inputs.size(0);
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t rows = std::min(batch_size, n - start);
     const model::Routing routing(std::vector<int64_t>(size_t(rows), route), device);
     torch::Tensor right;
-    auto logprobs =
-        model.token_logprobs(windows.inputs.narrow(0, start, rows).to(device),
-                             windows.targets.narrow(0, start, rows).to(device), routing, &right);
-    nll -= logprobs.sum().to(torch::kCPU, torch::kDouble);
-    hits += right.sum().to(torch::kCPU);
+    auto logprobs = model.token_logprobs(to_device(windows.inputs.narrow(0, start, rows), device),
+                                         to_device(windows.targets.narrow(0, start, rows), device),
+                                         routing, &right);
+    nll -= logprobs.sum(torch::kDouble);
+    hits += right.sum();
     score.tokens += logprobs.numel();
   }
   score.nll_sum = nll.item<double>();

@@ -6,6 +6,8 @@
 #include <numeric>
 #include <set>
 
+#include "demix/core/device.h"
+
 namespace demix::model {
 
 Routing::Routing(const std::vector<int64_t>& domain_of_row, const at::Device& device)
@@ -28,9 +30,9 @@ Routing::Routing(const std::vector<int64_t>& domain_of_row, const at::Device& de
     ++groups_.back().rows;
   }
   auto host = at::TensorOptions().dtype(at::kLong);
-  domains_ = at::tensor(domain_of_row, host).to(device);
+  domains_ = to_device(at::tensor(domain_of_row, host), device);
   if (!grouped) {
-    order_ = at::tensor(order, host).to(device);
+    order_ = to_device(at::tensor(order, host), device);
     inverse_ = at::empty_like(order_).scatter_(0, order_, at::arange(n, order_.options()));
   }
 }

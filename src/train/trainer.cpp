@@ -198,7 +198,8 @@ StepResult Trainer::train_step() {
   for (int64_t micro = 0; micro < config_.train.grad_accum; ++micro) {
     const auto batch = batcher_->next();
     const model::Routing routing(batch.domains, device_);
-    const auto inputs = batch.inputs.to(device_), targets = batch.targets.to(device_);
+    const auto inputs = to_device(batch.inputs, device_);
+    const auto targets = to_device(batch.targets, device_);
     at::Tensor row_loss;
     {
       const Autocast autocast(device_.type(), config_.train.precision == "bf16");
