@@ -71,9 +71,15 @@ at::Tensor squared_norm(const at::Tensor& grad) {
 }
 
 at::Tensor grad_sum_of_squares(const std::vector<at::Tensor>& params) {
-  auto sum_sq = at::zeros({}, at::TensorOptions(params.empty() ? at::kCPU : params[0].device()));
+  const auto device = params.empty() ? at::Device(at::kCPU) : params[0].device();
+  std::vector<at::Tensor> grads;
   for (const auto& p : params)
-    if (p.grad().defined()) sum_sq += squared_norm(p.grad());
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return at::zeros({}, at::TensorOptions(device));
+  // On a GPU a kernel per tensor (hundreds with experts) is launch-bound: one multi-tensor norm.
+  if (device.is_cuda()) return at::stack(at::_foreach_norm(grads, 2, at::kFloat)).square().sum();
+  auto sum_sq = at::zeros({}, at::TensorOptions(device));
+  for (const auto& g : grads) sum_sq += squared_norm(g);
   return sum_sq;
 }
 
