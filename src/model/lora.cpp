@@ -1,5 +1,7 @@
 #include "demix/model/lora.h"
 
+#include "demix/model/bf16_linear.h"
+
 namespace demix::model {
 
 LoraImpl::LoraImpl(int64_t in, int64_t out, int64_t rank, double scale)
@@ -12,7 +14,9 @@ torch::Tensor LoraImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor linear(const torch::nn::Linear& layer, Lora& lora, const torch::Tensor& x) {
-  auto y = at::linear(x, layer->weight, layer->bias);
+  auto y = wants_bf16_linear(x, layer->weight, layer->bias)
+               ? bf16_linear(x, layer->weight, layer->bias)
+               : at::linear(x, layer->weight, layer->bias);
   return lora ? y + lora->forward(x) : y;
 }
 
