@@ -1,0 +1,84 @@
+// GPU checks on the bundled corpus, skipped where no CUDA device is present (CI): a training step
+// on the GPU computes what the same step computes on the CPU, and steps queue their work without
+// the host waiting for the GPU.
+
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#ifdef DEMIX_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#include <filesystem>
+
+#include "demix/core/config.h"
+#include "demix/train/trainer.h"
+
+namespace demix {
+namespace {
+
+Config tiny_on(const std::string& device, const std::string& precision = "fp32") {
+  const auto out = std::filesystem::temp_directory_path() / ("demix_cuda_test_" + device);
+  std::filesystem::remove_all(out);
+  // No clipping: the step's gradients are then the backward's own on both devices.
+  return load_config(
+      "configs/tiny.yaml",
+      {"model.n_layer=2", "train.device=" + device, "train.precision=" + precision,
+       "optim.grad_clip=0", "optim.warmup_steps=1", "train.out_dir=" + out.string()});
+}
+
+double relative_difference(const at::Tensor& a, const at::Tensor& reference) {
+  const auto ref = reference.to(at::kDouble);
+  return (a.cpu().to(at::kDouble) - ref).norm().item<double>() /
+         std::max(ref.norm().item<double>(), 1e-30);
+}
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
+
+TEST(CudaTest, TrainStepOnTheGpuEqualsTheCpuStep) {
+  SKIP_WITHOUT_CUDA();
+  train::Trainer cpu(tiny_on("cpu")), gpu(tiny_on("cuda"));
+  for (int step = 0; step < 2; ++step) {
+    const auto on_cpu = cpu.train_step(), on_gpu = gpu.train_step();
+    // The second step starts from weights one AdamW update apart by rounding only.
+    EXPECT_LT(relative_difference(on_gpu.loss, on_cpu.loss), step == 0 ? 1e-5 : 1e-4) << step;
+    EXPECT_LT(relative_difference(on_gpu.grad_norm, on_cpu.grad_norm), 1e-4) << step;
+    if (step > 0) break;
+    const auto cpu_params = cpu.model().named_parameters();
+    for (const auto& item : gpu.model().named_parameters()) {
+      const auto& cpu_grad = cpu_params[item.key()].grad();
+      ASSERT_EQ(item.value().grad().defined(), cpu_grad.defined()) << item.key();
+      if (cpu_grad.defined())
+        EXPECT_LT(relative_difference(item.value().grad(), cpu_grad), 1e-4) << item.key();
+    }
+  }
+}
+
+TEST(CudaTest, Bf16StepLossIsCloseToTheFp32Loss) {
+  SKIP_WITHOUT_CUDA();
+  train::Trainer fp32(tiny_on("cpu")), bf16(tiny_on("cuda", "bf16"));
+  EXPECT_LT(relative_difference(bf16.train_step().loss, fp32.train_step().loss), 1e-2);
+}
+
+#ifdef DEMIX_CUDA
+// Any synchronising CUDA call (a blocking copy, .item(), a stream synchronize) throws while the
+// sync debug mode is L_ERROR: a step that makes none lets the host run ahead of the GPU.
+TEST(CudaTest, TrainStepMakesNoHostSync) {
+  SKIP_WITHOUT_CUDA();
+  train::Trainer gpu(tiny_on("cuda", "bf16"));
+  gpu.train_step();  // the first step creates handles and the pinned-memory pool
+  auto& warnings = c10::cuda::warning_state();
+  warnings.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+  EXPECT_NO_THROW({
+    gpu.train_step();
+    gpu.train_step();
+  });
+  warnings.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+  EXPECT_TRUE(std::isfinite(gpu.train_step().loss.item<double>()));
+}
+#endif
+
+}  // namespace
+}  // namespace demix
