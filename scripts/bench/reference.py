@@ -5,6 +5,7 @@ Checks first that its loss on the bench batch equals the C++ loss (relative 1e-4
 training steps. Writes a JSON report.
 
 usage: reference.py CHECKPOINT BATCH --expected-loss L --steps N --warmup W --threads T --json OUT
+                    [--device cuda] [--bf16] [--no-compile]
 """
 
 import argparse
@@ -86,11 +87,14 @@ def segments_of(domains):
     return out
 
 
-def time_steps(step, warmup, steps):
+def time_steps(step, warmup, steps, device):
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
     for i in range(warmup + steps):
+        sync()
         start = time.perf_counter()
         step()
+        sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -107,6 +111,7 @@ def main():
     p.add_argument("--json", required=True)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--bf16", action="store_true", help="forward under bfloat16 autocast")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="profile N more eager steps: self CPU time per op, to --json's .profile.txt")
     a = p.parse_args()
@@ -118,15 +123,19 @@ def main():
     if m.get("domain_token"):
         raise SystemExit("reference.py: +DOMAIN-TOKEN models are not supported")
     domains = cfg["data"]["domains"] if m["ff"] == "demix" else None
+    device = torch.device(a.device)
     batch = load_file(a.batch)
-    tokens, targets = batch["inputs"], batch["targets"]
+    tokens, targets = batch["inputs"].to(device), batch["targets"].to(device)
     segments = segments_of(batch["domains"].tolist()) if domains else [(0, 0, len(tokens))]
 
     report = {"threads": torch.get_num_threads(), "tokens_per_step": tokens.numel()}
     for variant in ["eager"] + ([] if a.no_compile else ["compile"]):
         model = Gpt(m, len(domains or []))
         load_weights(model, a.checkpoint, domains)
-        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16)
+        model.to(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16)
         with torch.no_grad(), autocast():
             loss = model(tokens, targets, segments).item()
         # bf16: the same casts, but other kernels and summation orders than LibTorch's
@@ -149,7 +158,7 @@ def main():
             torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"], foreach=True)
             opt.step()
 
-        step_s = time_steps(step, a.warmup, a.steps)
+        step_s = time_steps(step, a.warmup, a.steps, device)
         if variant == "eager" and a.profile > 0:
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
                 for _ in range(a.profile):
@@ -157,6 +166,9 @@ def main():
             table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
             open(a.json.replace(".json", ".profile.txt"), "w").write(table)
         report[variant] = {"loss": loss, "step_s": step_s, "tokens_per_s": tokens.numel() / step_s}
+        if device.type == "cuda":
+            report[variant]["peak_device_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        del model, opt, forward
         print(f"reference {variant}: loss {loss:.6f}, {step_s * 1e3:.1f} ms/step, "
               f"{tokens.numel() / step_s:.0f} tok/s", flush=True)
     json.dump(report, open(a.json, "w"), indent=1)

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "demix/core/autocast.h"
@@ -72,15 +73,25 @@ std::string fmt(const char* format, double value) {
   return cell;
 }
 
-// Profiles `steps` training steps (CPU ops) and returns the ops by self time as Markdown: an op's
-// self time is its duration less that of the ops nested in it on the same thread.
-std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::string& trace) {
+// Profiles `steps` training steps and returns, as Markdown, the host ops by self time (an op's
+// duration less that of the ops nested in it on the same thread) and, on a GPU, the kernels by
+// device time with the share of the steps' wall time the GPU was idle (launch-bound when high).
+std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::string& device,
+                          const std::string& trace) {
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
+  const bool cuda = resolve_device(device).is_cuda();
+  std::set<ActivityType> activities = {ActivityType::CPU};
+  if (cuda) activities.insert(ActivityType::CUDA);
   const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
-  prof::prepareProfiler(config, {ActivityType::CPU});
-  prof::enableProfiler(config, {ActivityType::CPU});
+  prof::prepareProfiler(config, activities);
+  prof::enableProfiler(config, activities);
+  synchronize(device);
+  const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) trainer.train_step();
+  synchronize(device);
+  const double wall_ns =
+      std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
   const auto result = prof::disableProfiler();
   result->save(trace);
 
@@ -89,8 +100,17 @@ std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::str
     std::string name;
   };
   std::vector<Span> spans;
-  for (const auto& e : result->events())
-    spans.push_back({e.startNs(), e.endNs(), e.startThreadId(), e.name()});
+  std::map<std::string, std::pair<double, int64_t>> kernels;  // name -> (ns, calls)
+  double kernel_ns = 0;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() == c10::DeviceType::CPU) {
+      spans.push_back({e.startNs(), e.endNs(), e.startThreadId(), e.name()});
+    } else {
+      kernels[e.name().substr(0, 90)].first += double(e.durationNs());
+      kernels[e.name().substr(0, 90)].second += 1;
+      kernel_ns += double(e.durationNs());
+    }
+  }
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
     return std::tie(a.thread, a.start, b.end) < std::tie(b.thread, b.start, a.end);
   });
@@ -109,18 +129,30 @@ std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::str
     self[s.name].second += 1;
     open.push_back(&s);
   }
-  std::vector<std::pair<std::string, std::pair<double, int64_t>>> ranked(self.begin(), self.end());
-  std::sort(ranked.begin(), ranked.end(),
-            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  std::string table = "| op | calls/step | self ms/step | share |\n|---|---:|---:|---:|\n";
-  for (size_t i = 0; i < std::min<size_t>(20, ranked.size()); ++i) {
-    const auto& [name, stat] = ranked[i];
-    table += "| " + name + " | " + std::to_string(stat.second / steps) + " | " +
-             fmt("%.2f", stat.first / 1e6 / double(steps)) + " | " +
-             fmt("%.1f%%", 100 * stat.first / total) + " |\n";
-  }
-  return table + "\n" + fmt("%.1f", total / 1e6 / double(steps)) +
-         " ms/step profiled (top-level ops); trace: " + trace + "\n";
+  auto ranked_table = [&](const std::map<std::string, std::pair<double, int64_t>>& by_name,
+                          const std::string& what, double share_of) {
+    std::vector<std::pair<std::string, std::pair<double, int64_t>>> ranked(by_name.begin(),
+                                                                           by_name.end());
+    std::sort(ranked.begin(), ranked.end(),
+              [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+    std::string table = "| " + what + " | calls/step | ms/step | share |\n|---|---:|---:|---:|\n";
+    for (size_t i = 0; i < std::min<size_t>(20, ranked.size()); ++i) {
+      const auto& [name, stat] = ranked[i];
+      table += "| " + name + " | " + std::to_string(stat.second / steps) + " | " +
+               fmt("%.2f", stat.first / 1e6 / double(steps)) + " | " +
+               fmt("%.1f%%", 100 * stat.first / share_of) + " |\n";
+    }
+    return table;
+  };
+  std::string out = ranked_table(self, "host op (self time)", total) + "\n" +
+                    fmt("%.1f", total / 1e6 / double(steps)) +
+                    " ms/step profiled (top-level ops); trace: " + trace + "\n";
+  if (cuda)
+    out += "\n" + ranked_table(kernels, "GPU kernel", kernel_ns) + "\nGPU busy " +
+           fmt("%.1f", kernel_ns / 1e6 / double(steps)) + " ms/step of " +
+           fmt("%.1f", wall_ns / 1e6 / double(steps)) + " ms/step wall (" +
+           fmt("%.1f%%", 100 * (1 - kernel_ns / wall_ns)) + " idle)\n";
+  return out;
 }
 
 }  // namespace
@@ -153,8 +185,11 @@ std::string run_bench(Config config, const BenchOptions& options) {
   // (152 and 303 GFLOP/s seen in two runs here), which would inflate the MFU.
   const bool bf16 = config.train.precision == "bf16";
   const auto gemm_dtype = bf16 ? at::kBFloat16 : at::kFloat;
+  // A GPU needs a larger product than a CPU to reach its peak.
+  const int64_t gemm_n = resolve_device(device).is_cuda() ? 8192 : 2048;
   spdlog::info("bench: measuring the {} GEMM peak", bf16 ? "bf16" : "fp32");
-  double peak = gemm_flops_per_s(gemm_dtype, device);
+  double peak = gemm_flops_per_s(gemm_dtype, device, gemm_n);
+  reset_peak_device_memory(resolve_device(device));
   train::Trainer trainer(config);
   auto& model = trainer.model();
   const int64_t E = config.n_experts();
@@ -171,29 +206,38 @@ std::string run_bench(Config config, const BenchOptions& options) {
                              batch.targets.to(resolve_device(device)), routing)
                        .item<double>();
   }
-  const auto checkpoint = trainer.save_checkpoint();
+  const auto checkpoint = trainer.save_checkpoint(/*with_optimizer=*/false);  // 3x less to write
   save_safetensors(options.out + "/batch.safetensors",
                    {{"inputs", batch.inputs},
                     {"targets", batch.targets},
                     {"domains", at::tensor(batch.domains, at::kLong)}});
 
   // The reference, once per round: its step time per variant (eager, compile).
+  std::map<std::string, double> reference_peak_mb;  // GPU: each variant's peak device memory
   auto run_reference = [&](int64_t round) {
     const auto json = options.out + "/reference.json";
+    // DEMIX_PYTHON: a Python with torch other than the project's venv (a cluster's module).
+    const char* python = std::getenv("DEMIX_PYTHON");
     std::ostringstream command;
-    command << "GLIBC_TUNABLES=" << kKeepFreedHostMemoryTunables
-            << " .venv/bin/python scripts/bench/reference.py " << checkpoint << " " << options.out
-            << "/batch.safetensors --expected-loss " << fmt("%.9g", initial_loss) << " --steps "
-            << options.steps << " --warmup " << options.warmup << " --threads " << threads
-            << " --json " << json << (options.compile ? "" : " --no-compile") << " --profile "
+    command << "GLIBC_TUNABLES=" << kKeepFreedHostMemoryTunables << " "
+            << (python ? python : ".venv/bin/python") << " scripts/bench/reference.py "
+            << checkpoint << " " << options.out << "/batch.safetensors --device " << device
+            << " --expected-loss " << fmt("%.9g", initial_loss) << " --steps " << options.steps
+            << " --warmup " << options.warmup << " --threads " << threads << " --json " << json
+            << (options.compile ? "" : " --no-compile") << " --profile "
             << (round == 0 ? options.profile_steps : 0) << (bf16 ? " --bf16" : "");
     spdlog::info("bench: {}", command.str());
+    release_cached_device_memory(resolve_device(device));  // the reference shares the GPU
     if (std::system(command.str().c_str()) != 0)
       throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());
     const auto reference = YAML::LoadFile(json);
     std::map<std::string, double> step_s;
     for (const char* variant : {"eager", "compile"})
-      if (reference[variant]) step_s[variant] = reference[variant]["step_s"].as<double>();
+      if (reference[variant]) {
+        step_s[variant] = reference[variant]["step_s"].as<double>();
+        if (reference[variant]["peak_device_mb"])
+          reference_peak_mb[variant] = reference[variant]["peak_device_mb"].as<double>();
+      }
     return step_s;
   };
 
@@ -213,8 +257,10 @@ std::string run_bench(Config config, const BenchOptions& options) {
         reference_rounds[variant].push_back(step_s);
   }
   const double step_s = median(ours_rounds);
+  const double peak_device_mb =  // training's, before the second GEMM's buffers
+      double(peak_device_memory_bytes(resolve_device(device))) / 1048576.0;
   const double tokens_per_s = double(tokens_per_step) / step_s;
-  peak = std::max(peak, gemm_flops_per_s(gemm_dtype, device));
+  peak = std::max(peak, gemm_flops_per_s(gemm_dtype, device, gemm_n));
   const double active = active_parameters(model, E);
   const auto& m = config.model;
   const double flops_per_token =
@@ -247,6 +293,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
 
   JsonObject report, ours;
   ours.add("step_s", step_s).add("tokens_per_s", tokens_per_s).add("mfu", mfu);
+  if (peak_device_mb > 0) ours.add("peak_device_mb", peak_device_mb);
   report.add("device", device)
       .add("threads", threads)
       .add("precision", config.train.precision)
@@ -277,22 +324,30 @@ std::string run_bench(Config config, const BenchOptions& options) {
     row("PyTorch " + variant, median(rounds));
     report.add("reference_" + variant + "_step_s", median(rounds))
         .add("reference_" + variant + "_step_s_rounds", rounds);
+    if (reference_peak_mb.count(variant))
+      report.add("reference_" + variant + "_peak_device_mb", reference_peak_mb[variant]);
   }
   if (options.profile_steps > 0) {
     spdlog::info("bench: profiling {} training steps", options.profile_steps);
     const auto profile =
-        profile_steps(trainer, options.profile_steps, options.out + "/profile.trace.json");
+        profile_steps(trainer, options.profile_steps, device, options.out + "/profile.trace.json");
     write_file_atomic(options.out + "/profile.md", profile);
     table += "\nProfile (self time per op, demix C++):\n\n" + profile;
   }
   table += "\n| evaluation | tokens/s |\n|---|---:|\n";
   for (const auto& [name, rate] : eval_rates)
     table += "| " + name + " | " + fmt("%.0f", rate) + " |\n";
-  table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s " + config.train.precision +
-           " GEMM peak (2048^3, measured), " + std::to_string(threads) + " threads; " +
-           fmt("%.2f", active / 1e6) + "M active parameters, " +
+  table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s " + config.train.precision + " GEMM peak (" +
+           std::to_string(gemm_n) + "^3, measured) on " + device + ", " + std::to_string(threads) +
+           " threads; " + fmt("%.2f", active / 1e6) + "M active parameters, " +
            fmt("%.1f", flops_per_token / 1e6) + " MFLOP/token; peak RSS " +
            fmt("%.0f", peak_rss_mb) + " MB; initial loss " + fmt("%.6f", initial_loss) + "\n";
+  if (peak_device_mb > 0) {
+    table += "Peak device memory (allocated): demix " + fmt("%.0f", peak_device_mb) + " MB";
+    for (const auto& [variant, mb] : reference_peak_mb)
+      table += ", PyTorch " + variant + " " + fmt("%.0f", mb) + " MB";
+    table += "\n";
+  }
   write_file_atomic(options.out + "/bench.json", report.str() + "\n");
   write_file_atomic(options.out + "/bench.md", table);
   return table;

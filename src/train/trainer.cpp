@@ -350,11 +350,11 @@ void Trainer::check_nonfinite() {
                 "); resume from the last checkpoint with a lower optim.lr");
 }
 
-std::string Trainer::save_checkpoint() {
+std::string Trainer::save_checkpoint(bool with_optimizer) {
   if (exchange_) sync_stacks();
-  const auto dir = train::save_checkpoint(config_.train.out_dir, *model_, optimizer_.get(), config_,
-                                          state_, config_.train.keep_checkpoints, groups_,
-                                          [&] { faults_.during_checkpoint(state_.step); });
+  const auto dir = train::save_checkpoint(
+      config_.train.out_dir, *model_, with_optimizer ? optimizer_.get() : nullptr, config_, state_,
+      config_.train.keep_checkpoints, groups_, [&] { faults_.during_checkpoint(state_.step); });
   spdlog::info("checkpoint {}", dir);
   return dir;
 }

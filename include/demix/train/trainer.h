@@ -45,7 +45,8 @@ class Trainer {
   data::Batch peek_batch() const;  // the batch the next step will draw (the stream is unchanged)
   std::vector<double> validate();  // valid loss per training domain (all ranks join)
   int64_t skipped_steps() const { return int64_t(skipped_total_.item<double>()); }
-  std::string save_checkpoint();  // returns the checkpoint directory
+  // Returns the checkpoint directory; without the optimizer: the weights alone (a reference run).
+  std::string save_checkpoint(bool with_optimizer = true);
 
   model::GptImpl& model() { return *model_; }
   std::map<std::string, at::Tensor> optimizer_state() const { return optimizer_->state(); }
