@@ -167,6 +167,7 @@ double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t
 
 std::string run_bench(Config config, const BenchOptions& options) {
   const auto& device = config.train.device;
+  const auto compute_device = resolve_device(device);
   fs::create_directories(options.out);
   config.train.out_dir = options.out + "/run";
   // Rounds after the first re-warm with one step (the reference's process ran in between).
@@ -186,10 +187,10 @@ std::string run_bench(Config config, const BenchOptions& options) {
   const bool bf16 = config.train.precision == "bf16";
   const auto gemm_dtype = bf16 ? at::kBFloat16 : at::kFloat;
   // A GPU needs a larger product than a CPU to reach its peak.
-  const int64_t gemm_n = resolve_device(device).is_cuda() ? 8192 : 2048;
+  const int64_t gemm_n = compute_device.is_cuda() ? 8192 : 2048;
   spdlog::info("bench: measuring the {} GEMM peak", bf16 ? "bf16" : "fp32");
   double peak = gemm_flops_per_s(gemm_dtype, device, gemm_n);
-  reset_peak_device_memory(resolve_device(device));
+  reset_peak_device_memory(compute_device);
   train::Trainer trainer(config);
   auto& model = trainer.model();
   const int64_t E = config.n_experts();
@@ -199,12 +200,11 @@ std::string run_bench(Config config, const BenchOptions& options) {
   double initial_loss = 0;
   {
     at::NoGradGuard no_grad;
-    const Autocast autocast(resolve_device(device).type(), bf16);
-    const model::Routing routing(batch.domains, resolve_device(device));
-    initial_loss = model
-                       .loss(batch.inputs.to(resolve_device(device)),
-                             batch.targets.to(resolve_device(device)), routing)
-                       .item<double>();
+    const Autocast autocast(compute_device.type(), bf16);
+    const model::Routing routing(batch.domains, compute_device);
+    initial_loss =
+        model.loss(batch.inputs.to(compute_device), batch.targets.to(compute_device), routing)
+            .item<double>();
   }
   const auto checkpoint = trainer.save_checkpoint(/*with_optimizer=*/false);  // 3x less to write
   save_safetensors(options.out + "/batch.safetensors",
@@ -227,7 +227,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
             << (options.compile ? "" : " --no-compile") << " --profile "
             << (round == 0 ? options.profile_steps : 0) << (bf16 ? " --bf16" : "");
     spdlog::info("bench: {}", command.str());
-    release_cached_device_memory(resolve_device(device));  // the reference shares the GPU
+    release_cached_device_memory(compute_device);  // the reference shares the GPU
     if (std::system(command.str().c_str()) != 0)
       throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());
     const auto reference = YAML::LoadFile(json);
@@ -258,7 +258,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   }
   const double step_s = median(ours_rounds);
   const double peak_device_mb =  // training's, before the second GEMM's buffers
-      double(peak_device_memory_bytes(resolve_device(device))) / 1048576.0;
+      double(peak_device_memory_bytes(compute_device)) / 1048576.0;
   const double tokens_per_s = double(tokens_per_step) / step_s;
   peak = std::max(peak, gemm_flops_per_s(gemm_dtype, device, gemm_n));
   const double active = active_parameters(model, E);
