@@ -119,15 +119,16 @@ at::Tensor GradSync::global_norm() {
   // Shared grads are identical on every rank: count them on rank 0 only. An expert's grads are
   // identical inside its group: count them on its leader only. Then sum over the world.
   const auto device = buckets_.empty() ? at::Device(at::kCPU) : buckets_[0].params[0].device();
-  auto sum_sq = at::zeros({1}, at::TensorOptions(device).dtype(at::kFloat));
+  std::vector<at::Tensor> counted;
   const auto& placement = groups_.placement();
   for (const auto& bucket : buckets_) {
     const bool counts = bucket.expert < 0 ? groups_.rank() == 0
                                           : placement.leader_of(bucket.expert) == groups_.rank();
-    if (!counts) continue;
-    for (const auto& p : bucket.params)
-      if (p.grad().defined()) sum_sq += train::squared_norm(p.grad());
+    if (counts) counted.insert(counted.end(), bucket.params.begin(), bucket.params.end());
   }
+  // A rank may count nothing; its zero must still live on the device the collective runs on.
+  auto sum_sq = counted.empty() ? at::zeros({1}, at::TensorOptions(device).dtype(at::kFloat))
+                                : train::grad_sum_of_squares(counted).reshape({1});
   std::vector<at::Tensor> tensors = {sum_sq};
   groups_.world().allreduce(tensors)->wait();
   return sum_sq.sqrt().squeeze();
