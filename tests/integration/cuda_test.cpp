@@ -14,6 +14,7 @@
 
 #include "demix/core/config.h"
 #include "demix/train/trainer.h"
+#include "support/tensor_compare.h"
 
 namespace demix {
 namespace {
@@ -28,11 +29,7 @@ Config tiny_on(const std::string& device, const std::string& precision = "fp32")
        "optim.grad_clip=0", "optim.warmup_steps=1", "train.out_dir=" + out.string()});
 }
 
-double relative_difference(const at::Tensor& a, const at::Tensor& reference) {
-  const auto ref = reference.to(at::kDouble);
-  return (a.cpu().to(at::kDouble) - ref).norm().item<double>() /
-         std::max(ref.norm().item<double>(), 1e-30);
-}
+using test_support::relative_norm_difference;
 
 #define SKIP_WITHOUT_CUDA() \
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
@@ -43,15 +40,15 @@ TEST(CudaTest, TrainStepOnTheGpuEqualsTheCpuStep) {
   for (int step = 0; step < 2; ++step) {
     const auto on_cpu = cpu.train_step(), on_gpu = gpu.train_step();
     // The second step starts from weights one AdamW update apart by rounding only.
-    EXPECT_LT(relative_difference(on_gpu.loss, on_cpu.loss), step == 0 ? 1e-5 : 1e-4) << step;
-    EXPECT_LT(relative_difference(on_gpu.grad_norm, on_cpu.grad_norm), 1e-4) << step;
+    EXPECT_LT(relative_norm_difference(on_gpu.loss, on_cpu.loss), step == 0 ? 1e-5 : 1e-4) << step;
+    EXPECT_LT(relative_norm_difference(on_gpu.grad_norm, on_cpu.grad_norm), 1e-4) << step;
     if (step > 0) break;
     const auto cpu_params = cpu.model().named_parameters();
     for (const auto& item : gpu.model().named_parameters()) {
       const auto& cpu_grad = cpu_params[item.key()].grad();
       ASSERT_EQ(item.value().grad().defined(), cpu_grad.defined()) << item.key();
       if (cpu_grad.defined())
-        EXPECT_LT(relative_difference(item.value().grad(), cpu_grad), 1e-4) << item.key();
+        EXPECT_LT(relative_norm_difference(item.value().grad(), cpu_grad), 1e-4) << item.key();
     }
   }
 }
@@ -59,7 +56,7 @@ TEST(CudaTest, TrainStepOnTheGpuEqualsTheCpuStep) {
 TEST(CudaTest, Bf16StepLossIsCloseToTheFp32Loss) {
   SKIP_WITHOUT_CUDA();
   train::Trainer fp32(tiny_on("cpu")), bf16(tiny_on("cuda", "bf16"));
-  EXPECT_LT(relative_difference(bf16.train_step().loss, fp32.train_step().loss), 1e-2);
+  EXPECT_LT(relative_norm_difference(bf16.train_step().loss, fp32.train_step().loss), 1e-2);
 }
 
 #ifdef DEMIX_CUDA

@@ -9,13 +9,12 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "support/tensor_compare.h"
+
 namespace demix::model {
 namespace {
 
-double relative_error(const at::Tensor& ours, const at::Tensor& reference) {
-  return (ours.cpu().to(at::kDouble) - reference).norm().item<double>() /
-         reference.norm().item<double>();
-}
+using test_support::relative_norm_difference;
 
 void check_on(const c10::Device& device, at::ScalarType x_dtype) {
   torch::manual_seed(0);
@@ -36,14 +35,14 @@ void check_on(const c10::Device& device, at::ScalarType x_dtype) {
   const auto x64 = rounded(x).view({-1, 64}), w64 = rounded(weight),
              gy = rounded(upstream).view({-1, 48});
   const auto y_ref = at::mm(x64, w64.t()) + rounded(bias);
-  EXPECT_LT(relative_error(y.view({-1, 48}), y_ref), 1e-2);
+  EXPECT_LT(relative_norm_difference(y.view({-1, 48}), y_ref), 1e-2);
   ASSERT_EQ(x.grad().scalar_type(), x_dtype);
-  EXPECT_LT(relative_error(x.grad().view({-1, 64}), at::mm(gy, w64)),
+  EXPECT_LT(relative_norm_difference(x.grad().view({-1, 64}), at::mm(gy, w64)),
             x_dtype == at::kFloat ? 1e-5 : 1e-2);
   ASSERT_EQ(weight.grad().scalar_type(), at::kFloat);
-  EXPECT_LT(relative_error(weight.grad(), at::mm(gy.t(), x64)), 1e-5);
+  EXPECT_LT(relative_norm_difference(weight.grad(), at::mm(gy.t(), x64)), 1e-5);
   ASSERT_EQ(bias.grad().scalar_type(), at::kFloat);
-  EXPECT_LT(relative_error(bias.grad(), gy.sum(0)), 1e-5);
+  EXPECT_LT(relative_norm_difference(bias.grad(), gy.sum(0)), 1e-5);
 }
 
 TEST(Bf16LinearTest, MatchesFloat64OnRoundedOperandsOnTheCpu) {

@@ -16,6 +16,7 @@
 #include "demix/core/config.h"
 #include "demix/dist/process_groups.h"
 #include "demix/train/trainer.h"
+#include "support/tensor_compare.h"
 
 namespace demix::test_support {
 
@@ -60,10 +61,6 @@ inline std::vector<Params> run_ranks(int W, const Config& config, int steps,
   for (int r = 0; r < W; ++r) EXPECT_EQ(errors[size_t(r)], "") << "rank " << r;
   fs::remove(store_path);
   return params;
-}
-
-inline double relative_difference(const at::Tensor& a, const at::Tensor& b) {
-  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
 }
 
 }  // namespace demix::test_support
