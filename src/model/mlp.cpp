@@ -1,5 +1,7 @@
 #include "demix/model/mlp.h"
 
+#include "demix/model/gelu.h"
+
 namespace demix::model {
 
 MlpImpl::MlpImpl(int64_t d_model, int64_t d_ff, int64_t lora_rank, double lora_scale)
@@ -11,7 +13,7 @@ MlpImpl::MlpImpl(int64_t d_model, int64_t d_ff, int64_t lora_rank, double lora_s
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  const auto h = at::gelu(linear(fc1, fc1_lora, x), "tanh");
+  const auto h = gelu_tanh(linear(fc1, fc1_lora, x));
   return linear(fc2, fc2_lora, h);
 }
 

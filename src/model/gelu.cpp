@@ -1,0 +1,124 @@
+#include "demix/model/gelu.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+#include <torch/autograd.h>
+
+#include <cstdint>
+
+// Built with -fno-trapping-math (CMakeLists.txt): without it GCC keeps exp's range clamp as
+// branches and vectorises nothing under AVX2. The results are the same; only FP exception flags
+// could differ, and nothing here reads them.
+
+namespace demix::model {
+namespace {
+
+constexpr float kC0 = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kC1 = kC0 * 0.044715f;
+
+// exp(x) by 2^n p(r), x = n ln 2 + r, |r| <= ln2 / 2, p the degree-7 Taylor polynomial (relative
+// error < 1e-8 on that range, below fp32 rounding). x is clamped to [-87, 88.72]: there 2^n is
+// a normal float or, at the top (n = 128), inf, so a GELU's far negative tail comes out as an
+// exact -0 as in closed form.
+[[gnu::always_inline]] inline float exp_poly(float x) {
+  x = x < 88.72f ? x : 88.72f;
+  x = x > -87.0f ? x : -87.0f;
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: the sum's low mantissa bits hold round(x/ln 2)
+  const float t = x * 1.4426950408889634f + shifter;
+  const float n = t - shifter;
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;  // ln 2, hi + lo
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t two_to_n = (__builtin_bit_cast(int32_t, t) - 0x4B400000 + 127) << 23;
+  return p * __builtin_bit_cast(float, two_to_n);
+}
+
+// gelu(x) = x s with s = sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), since
+// (1 + tanh(u)) / 2 = sigmoid(2u); gelu'(x) = s + 2 x s (1 - s) du/dx. With `grad`, writes
+// grad * gelu'(x), else gelu(x).
+[[gnu::always_inline]] inline void gelu_span(const float* __restrict x,
+                                             const float* __restrict grad, float* __restrict out,
+                                             int64_t n) {
+  if (grad == nullptr) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      out[i] = v / (1.0f + exp_poly(-2.0f * v * (kC0 + kC1 * v * v)));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      const float s = 1.0f / (1.0f + exp_poly(-2.0f * v * (kC0 + kC1 * v * v)));
+      out[i] = grad[i] * (s + 2.0f * v * s * (1.0f - s) * (kC0 + 3.0f * kC1 * v * v));
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx2,fma"))) void gelu_span_avx512(const float* x, const float* grad,
+                                                                  float* out, int64_t n) {
+  gelu_span(x, grad, out, n);
+}
+
+__attribute__((target("avx2,fma"))) void gelu_span_avx2(const float* x, const float* grad,
+                                                        float* out, int64_t n) {
+  gelu_span(x, grad, out, n);
+}
+
+using SpanKernel = void (*)(const float*, const float*, float*, int64_t);
+
+// The widest kernel this CPU runs, or none (then ATen's).
+SpanKernel span_kernel() {
+  static const SpanKernel kernel = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return &gelu_span_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &gelu_span_avx2;
+    return SpanKernel(nullptr);
+  }();
+  return kernel;
+}
+
+// out = gelu(x), or grad * gelu'(x) when grad is defined; all contiguous fp32.
+void run(const at::Tensor& x, const at::Tensor& grad, at::Tensor& out) {
+  const float* xp = x.data_ptr<float>();
+  const float* gp = grad.defined() ? grad.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  const auto kernel = span_kernel();
+  at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
+    kernel(xp + begin, gp ? gp + begin : nullptr, op + begin, end - begin);
+  });
+}
+
+struct GeluTanh : torch::autograd::Function<GeluTanh> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    RECORD_FUNCTION("demix::gelu_tanh", std::vector<c10::IValue>({x}));  // named in profiles
+    ctx->save_for_backward({x});
+    auto y = at::empty_like(x);
+    run(x, at::Tensor(), y);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto x = ctx->get_saved_variables()[0];
+    const auto grad = grads[0].contiguous();
+    auto dx = at::empty_like(x);
+    run(x, grad, dx);
+    return {dx};
+  }
+};
+
+}  // namespace
+
+at::Tensor gelu_tanh(const at::Tensor& x) {
+  if (x.is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous() && span_kernel())
+    return GeluTanh::apply(x);
+  return at::gelu(x, "tanh");
+}
+
+}  // namespace demix::model
