@@ -18,7 +18,7 @@ torch::Tensor tanh_inner(const torch::Tensor& x) {
 
 TEST(GeluTest, ValuesAndGradientsMatchTheClosedFormInFloat64) {
   torch::manual_seed(0);
-  // 100k normals at a few scales, a ramp through the tails, and the exact zero.
+  // 100k normals (sigma 3), a ramp through the tails to +-60, and the exact zero.
   const auto x =
       torch::cat({torch::randn({100000}) * 3, torch::linspace(-60, 60, 4001), torch::zeros({1})})
           .contiguous();
