@@ -7,9 +7,7 @@
 
 #include <cstdint>
 
-// Built with -fno-trapping-math (CMakeLists.txt): without it GCC keeps exp's range clamp as
-// branches and vectorises nothing under AVX2. The results are the same; only FP exception flags
-// could differ, and nothing here reads them.
+#include "demix/model/vector_math.h"
 
 namespace demix::model {
 namespace {
@@ -17,32 +15,10 @@ namespace {
 constexpr float kC0 = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kC1 = kC0 * 0.044715f;
 
-// exp(x) by 2^n p(r), x = n ln 2 + r, |r| <= ln2 / 2, p the degree-7 Taylor polynomial (relative
-// error < 1e-8 on that range, below fp32 rounding). x is clamped to [-87, 88.72]: there 2^n is
-// a normal float or, at the top (n = 128), inf, so a GELU's far negative tail comes out as an
-// exact -0 as in closed form.
-[[gnu::always_inline]] inline float exp_poly(float x) {
-  x = x < 88.72f ? x : 88.72f;
-  x = x > -87.0f ? x : -87.0f;
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: the sum's low mantissa bits hold round(x/ln 2)
-  const float t = x * 1.4426950408889634f + shifter;
-  const float n = t - shifter;
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;  // ln 2, hi + lo
-  float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t two_to_n = (__builtin_bit_cast(int32_t, t) - 0x4B400000 + 127) << 23;
-  return p * __builtin_bit_cast(float, two_to_n);
-}
-
 // gelu(x) = x s with s = sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), since
 // (1 + tanh(u)) / 2 = sigmoid(2u); gelu'(x) = s + 2 x s (1 - s) du/dx. With `grad`, writes
-// grad * gelu'(x), else gelu(x).
+// grad * gelu'(x), else gelu(x). Far in the negative tail exp_poly gives inf and x s an exact -0,
+// as in closed form.
 [[gnu::always_inline]] inline void gelu_span(const float* __restrict x,
                                              const float* __restrict grad, float* __restrict out,
                                              int64_t n) {
@@ -72,14 +48,8 @@ __attribute__((target("avx2,fma"))) void gelu_span_avx2(const float* x, const fl
 
 using SpanKernel = void (*)(const float*, const float*, float*, int64_t);
 
-// The widest kernel this CPU runs, or none (then ATen's).
 SpanKernel span_kernel() {
-  static const SpanKernel kernel = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return &gelu_span_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &gelu_span_avx2;
-    return SpanKernel(nullptr);
-  }();
+  static const SpanKernel kernel = widest_kernel<SpanKernel>(&gelu_span_avx512, &gelu_span_avx2);
   return kernel;
 }
 
