@@ -1,9 +1,14 @@
-// The fused target log-probability against autograd through log_softmax + gather, in float64.
+// The fused target log-probability against autograd through log_softmax + gather: in float64
+// (ATen's path), and the CPU fp32 kernel against that float64 reference.
 
 #include "demix/model/target_logprobs.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <limits>
+
+#include "support/tensor_compare.h"
 
 namespace demix::model {
 namespace {
@@ -45,6 +50,84 @@ TEST(TargetLogprobsTest, ChunkedHeadEqualsLogSoftmaxOfTheFullLogits) {
     EXPECT_TRUE(torch::allclose(ours.to(torch::kDouble), ref, 1e-5, 1e-5)) << rows;
     EXPECT_TRUE(torch::equal(hits, ref_hits)) << rows;
   }
+}
+
+// log_softmax(x)[t] and its gradient under `upstream`, by autograd in float64.
+std::pair<at::Tensor, at::Tensor> float64_reference(const at::Tensor& logits,
+                                                    const at::Tensor& targets,
+                                                    const at::Tensor& upstream) {
+  auto x = logits.detach().to(torch::kDouble).requires_grad_(true);
+  const auto out = torch::log_softmax(x, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+  (out * upstream.to(torch::kDouble)).sum().backward();
+  return {out.detach(), x.grad()};
+}
+
+TEST(TargetLogprobsTest, Fp32CpuKernelMatchesFloat64) {
+  torch::manual_seed(2);
+  // Widths below one vector, with a ragged tail, and the configs' vocabulary plus a tail; rows at
+  // a large offset (the max subtraction) and a wide spread (terms far below e^-87 vanish).
+  for (int64_t V : {5, 50, 8195}) {
+    auto base = torch::randn({37, V}) * 4;
+    base[3] += 500;
+    base[4] *= 30;
+    const auto targets = torch::randint(0, V, {37}, torch::kLong);
+    const auto upstream = torch::randn({37});
+    auto leaf = base.clone().requires_grad_(true);
+    const auto logits = leaf * 1.0f;  // an intermediate, as a model's logits are
+    const auto ours = target_logprobs(logits, targets);
+    (ours * upstream).sum().backward();
+    const auto [ref, ref_grad] = float64_reference(base, targets, upstream);
+    // ATen's own fp32 log_softmax is off by up to 6e-8 (values) and 4.7e-7 (gradients) here.
+    EXPECT_LT(test_support::relative_difference(ours.to(torch::kDouble), ref), 2e-7) << V;
+    EXPECT_LT(test_support::relative_difference(leaf.grad().to(torch::kDouble), ref_grad), 1e-6)
+        << V;
+  }
+}
+
+TEST(TargetLogprobsTest, Fp32CpuKernelKeepsALeafsValues) {
+  torch::manual_seed(3);
+  const auto base = torch::randn({8, 50});
+  auto leaf = base.clone().requires_grad_(true);
+  target_logprobs(leaf, torch::zeros({8}, torch::kLong)).sum().backward();
+  EXPECT_TRUE(torch::equal(leaf.detach(), base));
+  EXPECT_GT(leaf.grad().abs().max().item<double>(), 1e-3);
+}
+
+TEST(TargetLogprobsTest, Fp32CpuKernelGivesAtensResultsOnNonFiniteRows) {
+  torch::manual_seed(4);
+  const float inf = std::numeric_limits<float>::infinity();
+  auto base = torch::randn({6, 40});
+  base[0][7] = std::numeric_limits<float>::quiet_NaN();
+  base[1][39] = inf;  // in the scalar tail of the row
+  base[2][0] = -inf;
+  base[3].fill_(-inf);
+  const auto targets = torch::tensor({7, 3, 5, 1, 9, 2}, torch::kLong);  // row 2: finite target
+  const auto upstream = torch::randn({6});
+
+  auto ours_leaf = base.clone().requires_grad_(true);
+  (target_logprobs(ours_leaf * 1.0f, targets) * upstream).sum().backward();
+  auto ref_leaf = base.clone().requires_grad_(true);
+  const auto ref = torch::log_softmax(ref_leaf, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+  (ref * upstream).sum().backward();
+
+  auto ours_values = target_logprobs(base.clone(), targets);
+  EXPECT_TRUE(torch::allclose(ours_values, ref.detach(), 1e-6, 1e-6, /*equal_nan=*/true));
+  EXPECT_TRUE(torch::allclose(ours_leaf.grad(), ref_leaf.grad(), 1e-6, 1e-6, /*equal_nan=*/true));
+  EXPECT_TRUE(std::isfinite(ours_values[2].item<float>()));  // only the -inf entry is -inf
+  EXPECT_TRUE(std::isnan(ours_values[0].item<float>()));
+}
+
+TEST(TargetLogprobsTest, Fp32CpuKernelRejectsTargetsOutOfRange) {
+  const auto logits = torch::randn({2, 10});
+  EXPECT_THROW(target_logprobs(logits, torch::tensor({0, 10}, torch::kLong)), c10::Error);
+  EXPECT_THROW(target_logprobs(logits, torch::tensor({-1, 0}, torch::kLong)), c10::Error);
+}
+
+TEST(TargetLogprobsTest, Fp32CpuKernelRefusesASecondBackward) {
+  auto leaf = torch::randn({4, 20}).requires_grad_(true);
+  const auto loss = target_logprobs(leaf * 2.0f, torch::zeros({4}, torch::kLong)).sum();
+  loss.backward({}, /*retain_graph=*/true);
+  EXPECT_THROW(loss.backward(), c10::Error);  // the saved logits now hold their gradient
 }
 
 }  // namespace
