@@ -83,7 +83,9 @@ std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::str
   const bool cuda = resolve_device(device).is_cuda();
   std::set<ActivityType> activities = {ActivityType::CPU};
   if (cuda) activities.insert(ActivityType::CUDA);
-  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
+  // Input shapes in the trace: which GEMMs of a step are slow shows only per shape.
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO,
+                                                     /*report_input_shapes=*/true);
   prof::prepareProfiler(config, activities);
   prof::enableProfiler(config, activities);
   synchronize(device);
