@@ -6,8 +6,12 @@ namespace demix::model {
 
 // log softmax(logits)[target] per row: (N, V), (N) -> (N), with a backward of its own. Autograd
 // through cross_entropy builds the gradient from an (N, V) tensor of zeros that nll_loss scatters
-// into, then log_softmax's backward; here it is softmax(logits) * -g plus g at the targets,
-// computed in place in the saved log-probabilities (see README, Benchmarks, for the profile).
+// into, then log_softmax's backward; here it is softmax(logits) * -g plus g at the targets.
+// Contiguous fp32 logits on a CPU with AVX2+FMA or AVX-512 take a vectorised kernel that keeps
+// only each row's max and log-sum-exp (no (N, V) log-softmax) and whose backward writes the
+// gradient over the saved logits: logits that are not a leaf (a model's) must not be read after
+// the backward. Anything else takes ATen's log_softmax, the gradient computed in place in the
+// saved log-probabilities. Either way a second backward through the graph is refused.
 at::Tensor target_logprobs(const at::Tensor& logits, const at::Tensor& targets);
 
 // The same from hidden states (N, C) and the output embedding (V, C), without autograd, for
