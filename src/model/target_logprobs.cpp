@@ -221,10 +221,12 @@ struct FusedTargetLogprobs : torch::autograd::Function<FusedTargetLogprobs> {
 }  // namespace
 
 at::Tensor target_logprobs(const at::Tensor& logits, const at::Tensor& targets) {
-  if (logits.is_cpu() && logits.scalar_type() == at::kFloat && logits.dim() == 2 &&
-      logits.is_contiguous() && logits.size(1) > 0 && targets.scalar_type() == at::kLong &&
-      targets.is_contiguous() && forward_kernel())
-    return FusedTargetLogprobs::apply(logits, targets);
+  const bool kernel_fits = logits.is_cpu() && logits.scalar_type() == at::kFloat &&
+                           logits.dim() == 2 && logits.is_contiguous() && logits.size(1) > 0 &&
+                           targets.is_cpu() && targets.scalar_type() == at::kLong &&
+                           targets.dim() == 1 && targets.size(0) == logits.size(0) &&
+                           targets.is_contiguous();
+  if (kernel_fits && forward_kernel()) return FusedTargetLogprobs::apply(logits, targets);
   return TargetLogprobs::apply(logits, targets);
 }
 
