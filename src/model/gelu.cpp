@@ -83,12 +83,21 @@ struct GeluTanh : torch::autograd::Function<GeluTanh> {
   }
 };
 
+bool takes_kernel(const at::Tensor& x) {
+  return x.is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous() && span_kernel();
+}
+
 }  // namespace
 
 at::Tensor gelu_tanh(const at::Tensor& x) {
-  if (x.is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous() && span_kernel())
-    return GeluTanh::apply(x);
-  return at::gelu(x, "tanh");
+  return takes_kernel(x) ? GeluTanh::apply(x) : at::gelu(x, "tanh");
+}
+
+at::Tensor gelu_tanh_backward(const at::Tensor& grad, const at::Tensor& x) {
+  if (!takes_kernel(x)) return at::gelu_backward(grad, x, "tanh");
+  auto dx = at::empty_like(x);
+  run(x, grad.contiguous(), dx);
+  return dx;
 }
 
 }  // namespace demix::model

@@ -13,5 +13,7 @@ namespace demix::model {
 // polynomial exp: within a few fp32 ulps of the closed form); anything else takes
 // at::gelu(x, "tanh").
 at::Tensor gelu_tanh(const at::Tensor& x);
+// grad * gelu_tanh'(x), without autograd (for callers with a backward of their own).
+at::Tensor gelu_tanh_backward(const at::Tensor& grad, const at::Tensor& x);
 
 }  // namespace demix::model
