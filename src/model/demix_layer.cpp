@@ -26,17 +26,15 @@ MlpImpl& DemixLayerImpl::expert(int64_t id) {
 
 torch::Tensor DemixLayerImpl::forward(const torch::Tensor& x, const Routing& routing) {
   std::vector<MlpImpl*> experts;
-  std::vector<int64_t> rows;
+  for (const auto& g : routing.groups()) experts.push_back(&expert(g.expert));
+  if (!parallel_experts_fit(x, experts))
+    return routing.by_expert(
+        x, [&](int64_t e, const torch::Tensor& rows, int64_t) { return expert(e).forward(rows); });
   const int64_t tokens_per_row = x.numel() / std::max<int64_t>(x.size(0), 1) / x.size(-1);
-  for (const auto& g : routing.groups()) {
-    experts.push_back(&expert(g.expert));
-    rows.push_back(g.rows * tokens_per_row);
-  }
+  std::vector<int64_t> rows;
+  for (const auto& g : routing.groups()) rows.push_back(g.rows * tokens_per_row);
   const auto flat = routing.to_expert_order(x).reshape({-1, x.size(-1)});
-  if (parallel_experts_fit(flat, experts))
-    return routing.from_expert_order(parallel_expert_mlps(flat, rows, experts).view(x.sizes()));
-  return routing.by_expert(
-      x, [&](int64_t e, const torch::Tensor& rows, int64_t) { return expert(e).forward(rows); });
+  return routing.from_expert_order(parallel_expert_mlps(flat, rows, experts).view(x.sizes()));
 }
 
 }  // namespace demix::model

@@ -95,7 +95,7 @@ struct ParallelExpertMlps : torch::autograd::Function<ParallelExpertMlps> {
 
 bool parallel_experts_fit(const at::Tensor& x, const std::vector<MlpImpl*>& experts) {
   // Autocast, like grad mode, is thread-local: the workers would run the GEMMs uncast.
-  if (!x.is_cpu() || x.dim() != 2 || experts.size() < 2 || at::get_num_threads() < 2 ||
+  if (!x.is_cpu() || experts.size() < 2 || at::get_num_threads() < 2 ||
       at::autocast::is_autocast_enabled(at::kCPU))
     return false;
   for (const auto* e : experts)

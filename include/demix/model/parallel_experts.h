@@ -13,8 +13,9 @@ namespace demix::model {
 
 struct MlpImpl;
 
-// Whether parallel_expert_mlps applies: a CPU input of the experts' dtype outside autocast, more
-// than one expert and thread, and plain experts (a bias on each linear, no LoRA adapter).
+// Whether parallel_expert_mlps applies to input x (any shape): a CPU tensor of the experts' dtype
+// outside autocast, more than one expert and thread, and plain experts (a bias on each linear, no
+// LoRA adapter).
 bool parallel_experts_fit(const at::Tensor& x, const std::vector<MlpImpl*>& experts);
 
 // x (R, C) holds experts[g]'s rows as the g-th run of rows[g] consecutive rows; returns (R, C):
