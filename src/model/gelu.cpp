@@ -75,11 +75,7 @@ struct GeluTanh : torch::autograd::Function<GeluTanh> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const auto x = ctx->get_saved_variables()[0];
-    const auto grad = grads[0].contiguous();
-    auto dx = at::empty_like(x);
-    run(x, grad, dx);
-    return {dx};
+    return {gelu_tanh_backward(grads[0], ctx->get_saved_variables()[0])};
   }
 };
 
