@@ -170,8 +170,11 @@ struct FusedTargetLogprobs : torch::autograd::Function<FusedTargetLogprobs> {
                             const at::Tensor& targets) {
     RECORD_FUNCTION("demix::target_logprobs", std::vector<c10::IValue>({logits}));
     const int64_t N = logits.size(0), V = logits.size(1);
-    TORCH_CHECK(N == 0 || (targets.min().item<int64_t>() >= 0 && targets.max().item<int64_t>() < V),
-                "target_logprobs: targets must lie in [0, ", V, ")");
+    if (N > 0) {
+      const auto [lowest, highest] = at::aminmax(targets);
+      TORCH_CHECK(lowest.item<int64_t>() >= 0 && highest.item<int64_t>() < V,
+                  "target_logprobs: targets must lie in [0, ", V, ")");
+    }
     auto max = at::empty({N}, logits.options()), log_sum = at::empty({N}, logits.options());
     auto out = at::empty({N}, logits.options());
     const float* x = logits.data_ptr<float>();
