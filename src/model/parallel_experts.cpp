@@ -25,27 +25,35 @@ void for_each_expert(int64_t experts, const F& f) {
   });
 }
 
-std::vector<int64_t> offsets_of(const std::vector<int64_t>& rows) {
-  std::vector<int64_t> offsets(rows.size() + 1, 0);
-  for (size_t g = 0; g < rows.size(); ++g) offsets[g + 1] = offsets[g] + rows[g];
-  return offsets;
-}
+// Where each expert's rows lie in a tensor that holds them as consecutive runs.
+class ExpertRows {
+ public:
+  explicit ExpertRows(const std::vector<int64_t>& rows) : rows_(rows), first_(rows.size(), 0) {
+    for (size_t g = 1; g < rows.size(); ++g) first_[g] = first_[g - 1] + rows[g - 1];
+  }
+  int64_t experts() const { return int64_t(rows_.size()); }
+  at::Tensor of(const at::Tensor& t, int64_t g) const {  // expert g's rows of t
+    return t.narrow(0, first_[size_t(g)], rows_[size_t(g)]);
+  }
+
+ private:
+  std::vector<int64_t> rows_, first_;
+};
 
 // params: fc1.weight, fc1.bias, fc2.weight, fc2.bias of each expert in turn.
 struct ParallelExpertMlps : torch::autograd::Function<ParallelExpertMlps> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params,
                             const std::vector<int64_t>& rows) {
     RECORD_FUNCTION("demix::parallel_expert_mlps", std::vector<c10::IValue>({x}));
-    const auto G = int64_t(rows.size());
-    const auto offsets = offsets_of(rows);
+    const ExpertRows part(rows);
+    const auto G = part.experts();
     auto y = at::empty_like(x);
     std::vector<at::Tensor> pre(rows.size()), act(rows.size());
     for_each_expert(G, [&](int64_t g) {
       const auto* p = &params[size_t(4 * g)];
-      const auto rows_g = x.narrow(0, offsets[size_t(g)], rows[size_t(g)]);
-      pre[size_t(g)] = at::addmm(p[1], rows_g, p[0].t());
+      pre[size_t(g)] = at::addmm(p[1], part.of(x, g), p[0].t());
       act[size_t(g)] = gelu_tanh(pre[size_t(g)]);
-      auto out = y.narrow(0, offsets[size_t(g)], rows[size_t(g)]);
+      auto out = part.of(y, g);
       at::addmm_out(out, p[3], act[size_t(g)], p[2].t());
     });
     variable_list saved = {x};
@@ -59,9 +67,8 @@ struct ParallelExpertMlps : torch::autograd::Function<ParallelExpertMlps> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto rows = ctx->saved_data["rows"].toIntVector();
-    const auto G = int64_t(rows.size());
-    const auto offsets = offsets_of(rows);
+    const ExpertRows part(ctx->saved_data["rows"].toIntVector());
+    const auto G = part.experts();
     const auto& x = saved[0];
     const auto* params = &saved[1];
     const auto* pre = &saved[size_t(1 + 4 * G)];
@@ -76,14 +83,14 @@ struct ParallelExpertMlps : torch::autograd::Function<ParallelExpertMlps> {
     for_each_expert(G, [&](int64_t g) {
       const auto i = size_t(4 * g);
       const auto need = [&](size_t k) { return wanted[1 + i + k] != 0; };
-      const auto gy_g = gy.narrow(0, offsets[size_t(g)], rows[size_t(g)]);
+      const auto gy_g = part.of(gy, g);
       if (need(2)) out[1 + i + 2] = gy_g.t().mm(act[g]);
       if (need(3)) out[1 + i + 3] = gy_g.sum(0);
       const auto dpre = gelu_tanh_backward(gy_g.mm(params[i + 2]), pre[g]);
-      if (need(0)) out[1 + i] = dpre.t().mm(x.narrow(0, offsets[size_t(g)], rows[size_t(g)]));
+      if (need(0)) out[1 + i] = dpre.t().mm(part.of(x, g));
       if (need(1)) out[1 + i + 1] = dpre.sum(0);
       if (out[0].defined()) {
-        auto dx = out[0].narrow(0, offsets[size_t(g)], rows[size_t(g)]);
+        auto dx = part.of(out[0], g);
         at::mm_out(dx, dpre, params[i]);
       }
     });
