@@ -178,7 +178,7 @@ torch::Tensor GptImpl::token_logprobs(const torch::Tensor& tokens, const torch::
     if (hits) *hits = hits->view(targets.sizes());
     return out.view(targets.sizes());
   }
-  auto logits = forward(tokens, routing).to(torch::kFloat32);
+  auto logits = forward(tokens, routing);  // bf16 under autocast: target_logprobs widens
   if (hits) *hits = logits.argmax(-1).eq(targets);
   return target_logprobs(logits.view({-1, logits.size(-1)}), targets.reshape({-1}))
       .view(targets.sizes());

@@ -11,6 +11,13 @@
 
 #include "demix/model/vector_math.h"
 
+#ifdef DEMIX_CUDA_KERNELS
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "demix/model/target_logprobs_cuda.h"
+#endif
+
 namespace demix::model {
 namespace {
 
@@ -221,16 +228,82 @@ struct FusedTargetLogprobs : torch::autograd::Function<FusedTargetLogprobs> {
   }
 };
 
+#ifdef DEMIX_CUDA_KERNELS
+void check_launch(const char* error) {
+  TORCH_CHECK(error == nullptr, "target_logprobs: CUDA kernel launch failed: ", error);
+}
+
+cuda::LogitType logit_type(const at::Tensor& logits) {
+  switch (logits.scalar_type()) {
+    case at::kBFloat16:
+      return cuda::LogitType::kBFloat16;
+    case at::kHalf:
+      return cuda::LogitType::kHalf;
+    default:
+      return cuda::LogitType::kFloat;
+  }
+}
+
+// The CUDA path: logits in their own dtype (bf16 under autocast), read once by the forward and
+// turned into their gradient in place by the backward (see target_logprobs.h); log-sum-exp and
+// the result in fp32. No host sync: an out-of-range target gives NaN instead of an error.
+struct CudaTargetLogprobs : torch::autograd::Function<CudaTargetLogprobs> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& logits,
+                            const at::Tensor& targets) {
+    RECORD_FUNCTION("demix::target_logprobs", std::vector<c10::IValue>({logits}));
+    const int64_t N = logits.size(0), V = logits.size(1);
+    const c10::cuda::CUDAGuard device(logits.device());
+    auto log_sum_exp = at::empty({N}, logits.options().dtype(at::kFloat));
+    auto out = at::empty({N}, logits.options().dtype(at::kFloat));
+    check_launch(cuda::target_logprobs_forward(
+        logit_type(logits), logits.const_data_ptr(), targets.const_data_ptr<int64_t>(), N, V,
+        log_sum_exp.mutable_data_ptr<float>(), out.mutable_data_ptr<float>(),
+        c10::cuda::getCurrentCUDAStream()));
+    const bool own = logits.requires_grad() && logits.is_leaf();  // as in FusedTargetLogprobs
+    ctx->save_for_backward({own ? logits.clone() : logits, targets, log_sum_exp});
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto grad = saved[0];  // the logits, overwritten (see target_logprobs.h)
+    const auto g = grads[0].to(at::kFloat).contiguous();
+    const c10::cuda::CUDAGuard device(grad.device());
+    check_launch(cuda::target_logprobs_backward(
+        logit_type(grad), grad.mutable_data_ptr(), saved[1].const_data_ptr<int64_t>(), grad.size(0),
+        grad.size(1), saved[2].const_data_ptr<float>(), g.const_data_ptr<float>(),
+        c10::cuda::getCurrentCUDAStream()));
+    torch::autograd::impl::bump_version(grad);  // as in FusedTargetLogprobs
+    return {grad, at::Tensor()};
+  }
+};
+#endif
+
+// Whether `logits` (N, V) and `targets` (N) are in the layout the fused kernels take (one CUDA
+// block per row: fewer than 2^31 rows).
+bool rows_fit(const at::Tensor& logits, const at::Tensor& targets) {
+  return logits.dim() == 2 && logits.is_contiguous() && logits.size(1) > 0 &&
+         targets.scalar_type() == at::kLong && targets.dim() == 1 &&
+         targets.size(0) == logits.size(0) && targets.is_contiguous() &&
+         targets.device() == logits.device() && logits.size(0) < (int64_t(1) << 31);
+}
+
 }  // namespace
 
 at::Tensor target_logprobs(const at::Tensor& logits, const at::Tensor& targets) {
-  const bool kernel_fits = logits.is_cpu() && logits.scalar_type() == at::kFloat &&
-                           logits.dim() == 2 && logits.is_contiguous() && logits.size(1) > 0 &&
-                           targets.is_cpu() && targets.scalar_type() == at::kLong &&
-                           targets.dim() == 1 && targets.size(0) == logits.size(0) &&
-                           targets.is_contiguous();
-  if (kernel_fits && forward_kernel()) return FusedTargetLogprobs::apply(logits, targets);
-  return TargetLogprobs::apply(logits, targets);
+#ifdef DEMIX_CUDA_KERNELS
+  const auto dtype = logits.scalar_type();
+  if (logits.is_cuda() && (dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf) &&
+      rows_fit(logits, targets))
+    return CudaTargetLogprobs::apply(logits, targets);
+#endif
+  // Elsewhere the log-probabilities are computed in fp32 at least.
+  const bool wide = logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kDouble;
+  const auto x = wide ? logits : logits.to(at::kFloat);
+  if (x.is_cpu() && x.scalar_type() == at::kFloat && rows_fit(x, targets) && forward_kernel())
+    return FusedTargetLogprobs::apply(x, targets);
+  return TargetLogprobs::apply(x, targets);
 }
 
 at::Tensor head_target_logprobs(const at::Tensor& hidden, const at::Tensor& weight,
@@ -242,11 +315,10 @@ at::Tensor head_target_logprobs(const at::Tensor& hidden, const at::Tensor& weig
   if (hits) *hits = at::empty({N}, hidden.options().dtype(at::kBool));
   for (int64_t start = 0; start < N; start += rows) {
     const int64_t n = std::min(rows, N - start);
-    const auto logits = at::matmul(hidden.narrow(0, start, n), weight.t()).to(at::kFloat);
-    const auto index = targets.narrow(0, start, n).unsqueeze(-1);
-    if (hits) hits->narrow(0, start, n).copy_(logits.argmax(-1, true).eq(index).squeeze(-1));
-    out.narrow(0, start, n)
-        .copy_(at::_log_softmax(logits, -1, false).gather(-1, index).squeeze(-1));
+    const auto logits = at::matmul(hidden.narrow(0, start, n), weight.t());
+    const auto chunk_targets = targets.narrow(0, start, n);
+    if (hits) hits->narrow(0, start, n).copy_(logits.argmax(-1).eq(chunk_targets));
+    out.narrow(0, start, n).copy_(target_logprobs(logits, chunk_targets));
   }
   return out;
 }
