@@ -1,5 +1,7 @@
 #include "demix/model/block.h"
 
+#include "demix/model/layer_norm.h"
+
 namespace demix::model {
 
 BlockImpl::BlockImpl(const GptConfig& c, bool demix)
@@ -15,8 +17,8 @@ BlockImpl::BlockImpl(const GptConfig& c, bool demix)
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing, LayerKv* kv,
                                  int64_t past, int64_t capacity) {
-  auto h = x + attn->forward(ln_1(x), kv, past, capacity);
-  auto normed = ln_2(h);
+  auto h = x + attn->forward(layer_norm(ln_1, x), kv, past, capacity);
+  auto normed = layer_norm(ln_2, h);
   return h + (demix_ff ? demix_ff->forward(normed, routing) : dense_ff->forward(normed));
 }
 

@@ -8,6 +8,7 @@
 #include "demix/core/config.h"
 #include "demix/core/hash.h"
 #include "demix/model/demix_block.h"
+#include "demix/model/layer_norm.h"
 #include "demix/model/target_logprobs.h"
 
 namespace demix::model {
@@ -135,7 +136,7 @@ torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routin
     }
   }
   if (cache) cache->length += x.size(1);
-  x = ln_f(x);
+  x = layer_norm(ln_f, x);
   return prepend ? x.narrow(1, 1, T) : x;  // the domain token predicts nothing
 }
 
