@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "demix/model/target_logprobs_cuda.h"
 
@@ -150,25 +151,29 @@ bool packed(const void* logits, int64_t v) {
   return reinterpret_cast<uintptr_t>(logits) % 16 == 0 && v * int64_t(sizeof(T)) % 16 == 0;
 }
 
-template <class T>
-const char* forward(const void* logits, const int64_t* targets, int64_t rows, int64_t v,
-                    float* log_sum_exp, float* out, cudaStream_t stream) {
-  const auto* x = static_cast<const T*>(logits);
-  if (packed<T>(logits, v))
-    forward_kernel<T, true><<<rows, kThreads, 0, stream>>>(x, targets, v, log_sum_exp, out);
-  else
-    forward_kernel<T, false><<<rows, kThreads, 0, stream>>>(x, targets, v, log_sum_exp, out);
-  return last_error();
-}
-
-template <class T>
-const char* backward(void* logits, const int64_t* targets, int64_t rows, int64_t v,
-                     const float* log_sum_exp, const float* grad_out, cudaStream_t stream) {
-  auto* x = static_cast<T*>(logits);
-  if (packed<T>(logits, v))
-    backward_kernel<T, true><<<rows, kThreads, 0, stream>>>(x, targets, v, log_sum_exp, grad_out);
-  else
-    backward_kernel<T, false><<<rows, kThreads, 0, stream>>>(x, targets, v, log_sum_exp, grad_out);
+// Calls launch(element, packed) with a value of the logits' element type and std::true_type
+// where whole 16-byte loads fit, then returns the launch's error.
+template <class Launch>
+const char* launch_for(LogitType type, const void* logits, int64_t v, Launch&& launch) {
+  const auto with = [&](auto element) {
+    if (packed<decltype(element)>(logits, v))
+      launch(element, std::true_type{});
+    else
+      launch(element, std::false_type{});
+  };
+  switch (type) {
+    case LogitType::kFloat:
+      with(float{});
+      break;
+    case LogitType::kBFloat16:
+      with(__nv_bfloat16{});
+      break;
+    case LogitType::kHalf:
+      with(__half{});
+      break;
+    default:
+      return "target_logprobs: unknown logit type";
+  }
   return last_error();
 }
 
@@ -178,30 +183,22 @@ const char* target_logprobs_forward(LogitType type, const void* logits, const in
                                     int64_t rows, int64_t v, float* log_sum_exp, float* out,
                                     cudaStream_t stream) {
   if (rows == 0) return nullptr;
-  switch (type) {
-    case LogitType::kFloat:
-      return forward<float>(logits, targets, rows, v, log_sum_exp, out, stream);
-    case LogitType::kBFloat16:
-      return forward<__nv_bfloat16>(logits, targets, rows, v, log_sum_exp, out, stream);
-    case LogitType::kHalf:
-      return forward<__half>(logits, targets, rows, v, log_sum_exp, out, stream);
-  }
-  return "target_logprobs_forward: unknown logit type";
+  return launch_for(type, logits, v, [&](auto element, auto is_packed) {
+    using T = decltype(element);
+    forward_kernel<T, decltype(is_packed)::value><<<rows, kThreads, 0, stream>>>(
+        static_cast<const T*>(logits), targets, v, log_sum_exp, out);
+  });
 }
 
 const char* target_logprobs_backward(LogitType type, void* logits, const int64_t* targets,
                                      int64_t rows, int64_t v, const float* log_sum_exp,
                                      const float* grad_out, cudaStream_t stream) {
   if (rows == 0) return nullptr;
-  switch (type) {
-    case LogitType::kFloat:
-      return backward<float>(logits, targets, rows, v, log_sum_exp, grad_out, stream);
-    case LogitType::kBFloat16:
-      return backward<__nv_bfloat16>(logits, targets, rows, v, log_sum_exp, grad_out, stream);
-    case LogitType::kHalf:
-      return backward<__half>(logits, targets, rows, v, log_sum_exp, grad_out, stream);
-  }
-  return "target_logprobs_backward: unknown logit type";
+  return launch_for(type, logits, v, [&](auto element, auto is_packed) {
+    using T = decltype(element);
+    backward_kernel<T, decltype(is_packed)::value>
+        <<<rows, kThreads, 0, stream>>>(static_cast<T*>(logits), targets, v, log_sum_exp, grad_out);
+  });
 }
 
 }  // namespace demix::model::cuda
