@@ -146,9 +146,15 @@ std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::str
     }
     return table;
   };
+  // Ops on worker threads (the CPU's parallel experts) are top level there too: their sum can
+  // exceed the wall time, so both are printed.
+  std::set<uint64_t> threads;
+  for (const auto& s : spans) threads.insert(s.thread);
   std::string out = ranked_table(self, "host op (self time)", total) + "\n" +
-                    fmt("%.1f", total / 1e6 / double(steps)) +
-                    " ms/step profiled (top-level ops); trace: " + trace + "\n";
+                    fmt("%.1f", total / 1e6 / double(steps)) + " ms/step in top-level ops over " +
+                    std::to_string(threads.size()) + " thread(s), " +
+                    fmt("%.1f", wall_ns / 1e6 / double(steps)) + " ms/step wall; trace: " +
+                    trace + "\n";
   if (cuda)
     out += "\n" + ranked_table(kernels, "GPU kernel", kernel_ns) + "\nGPU busy " +
            fmt("%.1f", kernel_ns / 1e6 / double(steps)) + " ms/step of " +
