@@ -153,8 +153,8 @@ std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::str
   std::string out = ranked_table(self, "host op (self time)", total) + "\n" +
                     fmt("%.1f", total / 1e6 / double(steps)) + " ms/step in top-level ops over " +
                     std::to_string(threads.size()) + " thread(s), " +
-                    fmt("%.1f", wall_ns / 1e6 / double(steps)) + " ms/step wall; trace: " +
-                    trace + "\n";
+                    fmt("%.1f", wall_ns / 1e6 / double(steps)) + " ms/step wall; trace: " + trace +
+                    "\n";
   if (cuda)
     out += "\n" + ranked_table(kernels, "GPU kernel", kernel_ns) + "\nGPU busy " +
            fmt("%.1f", kernel_ns / 1e6 / double(steps)) + " ms/step of " +
