@@ -168,6 +168,16 @@ BackwardKernel backward_kernel() {
 // Rows per parallel task: ~64K logits.
 int64_t row_grain(int64_t v) { return std::max<int64_t>(1, 65536 / v); }
 
+// Both fused paths' backward writes the gradient over the saved logits (see target_logprobs.h).
+// What to save: a leaf's values are the caller's own, so a leaf is copied first.
+at::Tensor logits_to_overwrite(const at::Tensor& logits) {
+  return logits.requires_grad() && logits.is_leaf() ? logits.clone() : logits;
+}
+
+// After the overwrite: marks the buffer written, as an in-place op would, so a second backward
+// through the graph fails autograd's version check instead of reading a gradient as logits.
+void mark_overwritten(at::Tensor& grad) { torch::autograd::impl::bump_version(grad); }
+
 // The CPU fp32 path: the forward reads the logits twice per row (the second time from cache) and
 // writes nothing of size (N, V); the backward turns the saved logits into their gradient in one
 // pass. Rows with a NaN or infinite logit go through ATen's log_softmax (forward and backward),
@@ -193,10 +203,7 @@ struct FusedTargetLogprobs : torch::autograd::Function<FusedTargetLogprobs> {
     });
     for (int64_t i = 0; i < N; ++i)
       if (std::isnan(mp[i])) op[i] = at::_log_softmax(logits[i], 0, false)[t[i]].item<float>();
-    // The backward overwrites the saved logits with their gradient (see target_logprobs.h); a
-    // leaf's values are the caller's own, so a leaf is copied first.
-    const bool own = logits.requires_grad() && logits.is_leaf();
-    ctx->save_for_backward({own ? logits.clone() : logits, targets, max, log_sum});
+    ctx->save_for_backward({logits_to_overwrite(logits), targets, max, log_sum});
     return out;
   }
 
@@ -221,9 +228,7 @@ struct FusedTargetLogprobs : torch::autograd::Function<FusedTargetLogprobs> {
         row.copy_(at::_log_softmax(row, 0, false).exp_().mul_(-gp[i]));
         row[t[i]] += gp[i];
       }
-    // Marks the buffer written, as an in-place op would: a second backward through this graph
-    // then fails autograd's version check instead of reading a gradient as logits.
-    torch::autograd::impl::bump_version(grad);
+    mark_overwritten(grad);
     return {grad, at::Tensor()};
   }
 };
@@ -259,8 +264,7 @@ struct CudaTargetLogprobs : torch::autograd::Function<CudaTargetLogprobs> {
         logit_type(logits), logits.const_data_ptr(), targets.const_data_ptr<int64_t>(), N, V,
         log_sum_exp.mutable_data_ptr<float>(), out.mutable_data_ptr<float>(),
         c10::cuda::getCurrentCUDAStream()));
-    const bool own = logits.requires_grad() && logits.is_leaf();  // as in FusedTargetLogprobs
-    ctx->save_for_backward({own ? logits.clone() : logits, targets, log_sum_exp});
+    ctx->save_for_backward({logits_to_overwrite(logits), targets, log_sum_exp});
     return out;
   }
 
@@ -274,7 +278,7 @@ struct CudaTargetLogprobs : torch::autograd::Function<CudaTargetLogprobs> {
         logit_type(grad), grad.mutable_data_ptr(), saved[1].const_data_ptr<int64_t>(), grad.size(0),
         grad.size(1), saved[2].const_data_ptr<float>(), g.const_data_ptr<float>(),
         c10::cuda::getCurrentCUDAStream()));
-    torch::autograd::impl::bump_version(grad);  // as in FusedTargetLogprobs
+    mark_overwritten(grad);
     return {grad, at::Tensor()};
   }
 };
