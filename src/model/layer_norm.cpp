@@ -57,13 +57,12 @@ at::Tensor layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x) {
   const auto& weight = norm->weight;
   const auto& bias = norm->bias;
   const auto& shape = norm->options.normalized_shape();
-  // The kernel's chunks of 256 rows are a grid dimension (at most 65535 of them): < 2^24 rows.
   const bool fits = x.is_cuda() && x.scalar_type() == at::kFloat && x.is_contiguous() &&
                     x.dim() >= 1 && x.size(-1) > 0 && shape.size() == 1 && shape[0] == x.size(-1) &&
                     weight.defined() && bias.defined() && weight.scalar_type() == at::kFloat &&
                     bias.scalar_type() == at::kFloat && at::GradMode::is_enabled() &&
                     (weight.requires_grad() || bias.requires_grad()) &&
-                    x.numel() / x.size(-1) < (int64_t(1) << 24);
+                    x.numel() / x.size(-1) < cuda::kLayerNormMaxRows;
   if (fits) return CudaLayerNorm::apply(x, weight, bias, norm->options.eps());
 #endif
   return norm->forward(x);

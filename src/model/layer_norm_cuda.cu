@@ -6,13 +6,12 @@ namespace demix::model::cuda {
 namespace {
 
 // A block covers 32 column slots (of 4 columns each where rows allow 16-byte loads) and a chunk
-// of kChunkRows rows; its 8 thread rows step through the chunk 8 rows apart, so each warp reads
-// 32 consecutive slots of one row.
+// of kLayerNormChunkRows rows; its 8 thread rows step through the chunk 8 rows apart, so each warp
+// reads 32 consecutive slots of one row.
 constexpr int kSlotsX = 32;
 constexpr int kThreadRows = 8;
-constexpr int64_t kChunkRows = 256;
 
-int64_t chunks_of(int64_t rows) { return (rows + kChunkRows - 1) / kChunkRows; }
+int64_t chunks_of(int64_t rows) { return (rows + kLayerNormChunkRows - 1) / kLayerNormChunkRows; }
 
 template <int kCols>
 struct alignas(4 * kCols) Floats {
@@ -27,10 +26,10 @@ __global__ void __launch_bounds__(kSlotsX* kThreadRows)
                int64_t cols, float* __restrict__ partial) {
   const int64_t col = (int64_t(blockIdx.x) * kSlotsX + threadIdx.x) * kCols;
   const int64_t chunk = blockIdx.y;
-  const int64_t end = min(rows, (chunk + 1) * kChunkRows);
+  const int64_t end = min(rows, (chunk + 1) * kLayerNormChunkRows);
   float weight_sum[kCols] = {}, bias_sum[kCols] = {};
   if (col < cols) {
-    for (int64_t r = chunk * kChunkRows + threadIdx.y; r < end; r += kThreadRows) {
+    for (int64_t r = chunk * kLayerNormChunkRows + threadIdx.y; r < end; r += kThreadRows) {
       const float m = mean[r], s = rstd[r];
       const auto xs = *reinterpret_cast<const Floats<kCols>*>(x + r * cols + col);
       const auto ds = *reinterpret_cast<const Floats<kCols>*>(dy + r * cols + col);

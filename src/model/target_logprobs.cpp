@@ -284,13 +284,12 @@ struct CudaTargetLogprobs : torch::autograd::Function<CudaTargetLogprobs> {
 };
 #endif
 
-// Whether `logits` (N, V) and `targets` (N) are in the layout the fused kernels take (one CUDA
-// block per row: fewer than 2^31 rows).
+// Whether `logits` (N, V) and `targets` (N) are in the layout the fused kernels take.
 bool rows_fit(const at::Tensor& logits, const at::Tensor& targets) {
   return logits.dim() == 2 && logits.is_contiguous() && logits.size(1) > 0 &&
          targets.scalar_type() == at::kLong && targets.dim() == 1 &&
          targets.size(0) == logits.size(0) && targets.is_contiguous() &&
-         targets.device() == logits.device() && logits.size(0) < (int64_t(1) << 31);
+         targets.device() == logits.device();
 }
 
 }  // namespace
@@ -299,7 +298,7 @@ at::Tensor target_logprobs(const at::Tensor& logits, const at::Tensor& targets) 
 #ifdef DEMIX_CUDA_KERNELS
   const auto dtype = logits.scalar_type();
   if (logits.is_cuda() && (dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf) &&
-      rows_fit(logits, targets))
+      rows_fit(logits, targets) && logits.size(0) < cuda::kTargetLogprobsMaxRows)
     return CudaTargetLogprobs::apply(logits, targets);
 #endif
   // Elsewhere the log-probabilities are computed in fp32 at least.

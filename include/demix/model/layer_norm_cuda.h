@@ -10,6 +10,11 @@
 
 namespace demix::model::cuda {
 
+// Rows are summed in chunks of kLayerNormChunkRows, and the chunks are a grid dimension (at most
+// 65535 of them): fewer rows than kLayerNormMaxRows.
+constexpr int64_t kLayerNormChunkRows = 256;
+constexpr int64_t kLayerNormMaxRows = 65535 * kLayerNormChunkRows;
+
 // Floats of scratch space layer_norm_param_grads needs for `rows` x `cols`.
 int64_t layer_norm_param_grads_workspace(int64_t rows, int64_t cols);
 

@@ -13,6 +13,10 @@ namespace demix::model::cuda {
 
 enum class LogitType { kFloat, kBFloat16, kHalf };
 
+// One block per row, and rows are the grid's x dimension (at most 2^31 - 1 blocks): fewer rows
+// than this.
+constexpr int64_t kTargetLogprobsMaxRows = int64_t(1) << 31;
+
 // Per row, in fp32: log_sum_exp = log sum_j exp(x_j) and out = x[target] - log_sum_exp. One read
 // of the logits, nothing of size (rows, v) written. A row with a NaN or +inf logit gets NaN (as
 // log_softmax gives); so does a target outside [0, v), checked on the device (no host sync).
