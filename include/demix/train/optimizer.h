@@ -46,7 +46,7 @@ class AdamW {
   double beta1_, beta2_, eps_, weight_decay_;
 };
 
-// The sum of the squares of one gradient, as a float 0-dim tensor (no host sync).
+// The sum of the squares of one CPU gradient, as a float 0-dim tensor.
 at::Tensor squared_norm(const at::Tensor& grad);
 // The sum of the squares of all gradients, and its square root (the L2 norm), as 0-dim tensors
 // (no host sync).
