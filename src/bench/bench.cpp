@@ -305,6 +305,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   report.add("device", device)
       .add("threads", threads)
       .add("precision", config.train.precision)
+      .add("fused_cuda_kernels", config.train.fused_cuda_kernels)
       .add("gemm_flops_per_s", peak)
       .add("parameters", int64_t(model.num_params()))
       .add("active_parameters", active)

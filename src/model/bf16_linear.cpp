@@ -4,15 +4,10 @@
 #include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 
+#include "demix/model/mixed_precision.h"
+
 namespace demix::model {
 namespace {
-
-// a @ b from bf16 operands into fp32. CUDA has the mixed-dtype GEMM (aten::mm.dtype); elsewhere
-// the operands are widened first, which gives the same exact products and fp32 sums.
-at::Tensor mm_into_fp32(const at::Tensor& a, const at::Tensor& b) {
-  if (a.is_cuda()) return at::mm(a, b, at::kFloat);
-  return at::mm(a.to(at::kFloat), b.to(at::kFloat));
-}
 
 struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
@@ -43,7 +38,7 @@ struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
           (ctx->saved_data["x_is_fp32"].toBool() ? mm_into_fp32(gy, w) : at::mm(gy, w)).view(shape);
     }
     if (ctx->needs_input_grad(1)) gw = mm_into_fp32(gy.t(), x2);
-    if (ctx->needs_input_grad(2)) gb = gy.sum({0}, /*keepdim=*/false, at::kFloat);
+    if (ctx->needs_input_grad(2)) gb = column_sums(gy);
     return {gx, gw, gb};
   }
 };

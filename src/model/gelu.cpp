@@ -7,7 +7,16 @@
 
 #include <cstdint>
 
+#include "demix/model/fused_cuda.h"
+#include "demix/model/mixed_precision.h"
 #include "demix/model/vector_math.h"
+
+#ifdef DEMIX_CUDA_KERNELS
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "demix/model/gelu_cuda.h"
+#endif
 
 namespace demix::model {
 namespace {
@@ -94,6 +103,36 @@ at::Tensor gelu_tanh_backward(const at::Tensor& grad, const at::Tensor& x) {
   auto dx = at::empty_like(x);
   run(x, grad.contiguous(), dx);
   return dx;
+}
+
+std::pair<at::Tensor, at::Tensor> gelu_tanh_backward_and_column_sums(const at::Tensor& grad,
+                                                                     const at::Tensor& x) {
+#ifdef DEMIX_CUDA_KERNELS
+  const bool fits = fused_cuda_kernels() && x.is_cuda() && x.dim() == 2 &&
+                    x.scalar_type() == grad.scalar_type() && x.sizes() == grad.sizes() &&
+                    (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
+                    x.size(0) < cuda::kMaxColumnSumRows;
+  if (fits) {
+    const int64_t rows = x.size(0), cols = x.size(1);
+    const c10::cuda::CUDAGuard device(x.device());
+    const auto xc = x.contiguous(), gc = grad.contiguous();
+    auto dx = at::empty_like(xc);
+    const auto options = x.options().dtype(at::kFloat);
+    auto workspace = at::empty({cuda::column_sums_workspace(rows, cols)}, options);
+    auto sums = at::empty({cols}, options);
+    const char* error = cuda::gelu_tanh_backward_and_column_sums(
+        x.scalar_type() == at::kFloat ? cuda::ElementType::kFloat : cuda::ElementType::kBFloat16,
+        gc.const_data_ptr(), xc.const_data_ptr(), rows, cols, dx.mutable_data_ptr(),
+        workspace.mutable_data_ptr<float>(), sums.mutable_data_ptr<float>(),
+        c10::cuda::getCurrentCUDAStream());
+    TORCH_CHECK(error == nullptr,
+                "gelu_tanh_backward_and_column_sums: CUDA kernel launch failed: ", error);
+    return {dx, sums};
+  }
+#endif
+  auto dx = gelu_tanh_backward(grad, x);
+  auto sums = column_sums(dx);
+  return {std::move(dx), std::move(sums)};
 }
 
 }  // namespace demix::model

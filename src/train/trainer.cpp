@@ -14,6 +14,7 @@
 #include "demix/core/error.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
+#include "demix/model/fused_cuda.h"
 
 namespace demix::train {
 namespace fs = std::filesystem;
@@ -47,6 +48,7 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       rank_(groups ? groups->rank() : 0),
       schedule_(config_.optim, config_.train.steps) {
   if (config_.train.threads > 0) at::set_num_threads(int(config_.train.threads));
+  model::set_fused_cuda_kernels(config_.train.fused_cuda_kernels);
   const auto checkpoint = find_resume(config_, resume);
   faults_ = FaultInjection::from_environment(rank_);
 

@@ -9,6 +9,7 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "support/fused_cuda_guard.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {
@@ -52,8 +53,12 @@ TEST(Bf16LinearTest, MatchesFloat64OnRoundedOperandsOnTheCpu) {
 
 TEST(Bf16LinearTest, MatchesFloat64OnRoundedOperandsOnTheGpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  check_on(c10::Device(c10::kCUDA), at::kFloat);
-  check_on(c10::Device(c10::kCUDA), at::kBFloat16);
+  for (const bool fused : {false, true}) {  // the bias gradient by ATen's sum, then column_sums
+    SCOPED_TRACE(fused ? "fused CUDA kernels" : "ATen");
+    const test_support::FusedCudaKernels kernels(fused);
+    check_on(c10::Device(c10::kCUDA), at::kFloat);
+    check_on(c10::Device(c10::kCUDA), at::kBFloat16);
+  }
 }
 
 }  // namespace

@@ -129,6 +129,7 @@ struct TrainConfig {
   std::string trainable = "all";
   std::string nonfinite = "skip";
   int64_t nonfinite_limit = 10;
+  bool fused_cuda_kernels = false;
 
   template <class V>
   void visit(V& v) {
@@ -156,6 +157,9 @@ struct TrainConfig {
     v("nonfinite_limit", nonfinite_limit,
       "skip: stop after this many non-finite steps in a row (checked every log_every steps); "
       "0 = never");
+    v("fused_cuda_kernels", fused_cuda_kernels,
+      "CUDA: the experts as one node with fused GELU and bias-gradient kernels (not yet run on "
+      "a GPU: see include/demix/model/fused_cuda.h)");
   }
 };
 

@@ -6,6 +6,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <utility>
+
 namespace demix::model {
 
 // x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), differentiable. Contiguous fp32 CPU tensors on a
@@ -15,5 +17,10 @@ namespace demix::model {
 at::Tensor gelu_tanh(const at::Tensor& x);
 // grad * gelu_tanh'(x), without autograd (for callers with a backward of their own).
 at::Tensor gelu_tanh_backward(const at::Tensor& grad, const at::Tensor& x);
+// (grad * gelu_tanh'(x), its sum over rows in fp32) for matrices grad and x of one dtype: the
+// input gradient of an MLP's GELU and the bias gradient of the linear before it. One pass on
+// CUDA where fused_cuda_kernels() is on (gelu_cuda.h), else gelu_tanh_backward then column_sums.
+std::pair<at::Tensor, at::Tensor> gelu_tanh_backward_and_column_sums(const at::Tensor& grad,
+                                                                     const at::Tensor& x);
 
 }  // namespace demix::model
