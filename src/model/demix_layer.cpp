@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "demix/model/parallel_experts.h"
+#include "demix/model/expert_mlps.h"
 
 namespace demix::model {
 
@@ -27,14 +27,15 @@ MlpImpl& DemixLayerImpl::expert(int64_t id) {
 torch::Tensor DemixLayerImpl::forward(const torch::Tensor& x, const Routing& routing) {
   std::vector<MlpImpl*> experts;
   for (const auto& g : routing.groups()) experts.push_back(&expert(g.expert));
-  if (!parallel_experts_fit(x, experts))
+  const auto dtype = expert_mlps_dtype(x, experts);
+  if (!dtype)
     return routing.by_expert(
         x, [&](int64_t e, const torch::Tensor& rows, int64_t) { return expert(e).forward(rows); });
   const int64_t tokens_per_row = x.numel() / std::max<int64_t>(x.size(0), 1) / x.size(-1);
   std::vector<int64_t> rows;
   for (const auto& g : routing.groups()) rows.push_back(g.rows * tokens_per_row);
   const auto flat = routing.to_expert_order(x).reshape({-1, x.size(-1)});
-  return routing.from_expert_order(parallel_expert_mlps(flat, rows, experts).view(x.sizes()));
+  return routing.from_expert_order(expert_mlps(flat, rows, experts, *dtype).view(x.sizes()));
 }
 
 }  // namespace demix::model

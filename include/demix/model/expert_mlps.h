@@ -1,0 +1,38 @@
+#pragma once
+
+// A DEMix layer's experts as one autograd node: each expert runs its MLP (fc1, GELU, fc2) on its
+// own run of consecutive rows, straight into one output, and the backward writes one input
+// gradient. The per-expert path splits the rows, runs each expert as modules, concatenates the
+// outputs, and autograd visits the experts one at a time.
+// - CPU: the experts spread over the threads, each GEMM on one thread (the per-expert path ran
+//   each small GEMM on all threads one after the other).
+// - CUDA, with fused_cuda_kernels() on: the experts one after another, without the cat of their
+//   outputs and of their input gradients (3.5 ms of the GPT-3-small k = 8 step on an H200).
+//   Under bf16 autocast the input is cast to bf16 once, the GEMMs take bf16 operands, and the
+//   weight and bias gradients come out in fp32 (as bf16_linear), fc1's bias gradient from the
+//   GELU backward's own pass (gelu_tanh_backward_and_column_sums).
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <vector>
+
+namespace demix::model {
+
+struct MlpImpl;
+
+// The dtype the experts' node computes in for input x (any shape), or nullopt where it does not
+// apply and each expert runs as a module. It needs plain experts (a bias on each linear, no LoRA
+// adapter) whose parameters share one float dtype, and either a CPU x of that dtype outside
+// autocast with more than one expert and thread (-> that dtype), or a CUDA x with
+// fused_cuda_kernels() on (-> bf16 under bf16 autocast, else x's dtype, which must be theirs).
+std::optional<at::ScalarType> expert_mlps_dtype(const at::Tensor& x,
+                                                const std::vector<MlpImpl*>& experts);
+
+// x (R, C) holds experts[g]'s rows as the g-th run of rows[g] consecutive rows; returns (R, C) in
+// `dtype`: each run through its expert. Differentiable in x (its gradient in x's dtype) and in
+// every expert's parameters (theirs in the parameters' dtype).
+at::Tensor expert_mlps(const at::Tensor& x, const std::vector<int64_t>& rows,
+                       const std::vector<MlpImpl*>& experts, at::ScalarType dtype);
+
+}  // namespace demix::model
