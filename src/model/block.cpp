@@ -17,8 +17,9 @@ BlockImpl::BlockImpl(const GptConfig& c, bool demix)
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing, LayerKv* kv,
                                  int64_t past, int64_t capacity) {
-  auto h = x + attn->forward(layer_norm(ln_1, x), kv, past, capacity);
-  auto normed = layer_norm(ln_2, h);
+  const auto attn_out =
+      attn->forward(add_layer_norm(ln_1, x, std::nullopt).normed, kv, past, capacity);
+  const auto [h, normed] = add_layer_norm(ln_2, x, attn_out);  // h = x + attn_out
   return h + (demix_ff ? demix_ff->forward(normed, routing) : dense_ff->forward(normed));
 }
 

@@ -1,13 +1,17 @@
 #include "demix/model/layer_norm.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
+
+#include "demix/model/fused_cuda.h"
 
 #ifdef DEMIX_CUDA_KERNELS
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "demix/model/layer_norm_cuda.h"
+#include "demix/model/layer_norm_fused_cuda.h"
 #endif
 
 namespace demix::model {
@@ -48,6 +52,114 @@ struct CudaLayerNorm : torch::autograd::Function<CudaLayerNorm> {
     return {dx, grad_weight, grad_bias, at::Tensor()};
   }
 };
+
+cuda::ElementType element_type(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 ? cuda::ElementType::kBFloat16
+                                          : cuda::ElementType::kFloat;
+}
+
+void check_launch(const char* error) {
+  TORCH_CHECK(error == nullptr, "add_layer_norm: CUDA kernel launch failed: ", error);
+}
+
+// Inputs: x, delta (when given), weight, bias, then eps and normed's dtype; outputs: sum (when
+// delta is given), normed. Saved: the normalised input s (sum, or x), weight, mean and rstd.
+struct FusedAddLayerNorm : torch::autograd::Function<FusedAddLayerNorm> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& x,
+                                                const std::optional<at::Tensor>& delta,
+                                                const at::Tensor& weight, const at::Tensor& bias,
+                                                double eps, at::ScalarType normed_dtype) {
+    ctx->set_materialize_grads(false);  // an unused sum or normed sends no gradient
+    const int64_t cols = x.size(-1), rows = x.numel() / cols;
+    const c10::cuda::CUDAGuard device(x.device());
+    const auto sum = delta ? at::empty_like(x) : x;
+    auto normed = at::empty(x.sizes(), x.options().dtype(normed_dtype));
+    auto stats = at::empty({2, rows}, x.options());
+    check_launch(cuda::layer_norm_forward(
+        x.const_data_ptr<float>(), delta ? delta->const_data_ptr() : nullptr,
+        delta ? element_type(*delta) : cuda::ElementType::kFloat, weight.const_data_ptr<float>(),
+        bias.const_data_ptr<float>(), rows, cols, float(eps),
+        delta ? sum.mutable_data_ptr<float>() : nullptr, normed.mutable_data_ptr(),
+        element_type(normed), stats[0].mutable_data_ptr<float>(),
+        stats[1].mutable_data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
+    ctx->save_for_backward({sum, weight, stats});
+    ctx->saved_data["delta_dtype"] = delta ? delta->scalar_type() : at::kFloat;
+    ctx->saved_data["has_delta"] = delta.has_value();
+    if (delta) return {sum, normed};
+    return {normed};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &s = saved[0], &weight = saved[1], &stats = saved[2];
+    const bool has_delta = ctx->saved_data["has_delta"].toBool();
+    const auto& g_sum = has_delta ? grads[0] : at::Tensor();
+    const auto& g_normed = grads[has_delta ? 1 : 0];
+    // needs_input_grad counts the tensors given: x, delta (if any), weight, bias.
+    const size_t weight_input = has_delta ? 2 : 1;
+    const bool want_x = ctx->needs_input_grad(0) || (has_delta && ctx->needs_input_grad(1));
+    const bool want_params =
+        ctx->needs_input_grad(weight_input) || ctx->needs_input_grad(weight_input + 1);
+    const int64_t cols = s.size(-1), rows = s.numel() / cols;
+    const c10::cuda::CUDAGuard device(s.device());
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    at::Tensor dx = want_x ? g_sum : at::Tensor(), grad_weight, grad_bias;
+    if (g_normed.defined()) {
+      const auto dy = g_normed.contiguous();
+      if (want_x) {
+        const auto residual = g_sum.defined() ? g_sum.to(at::kFloat).contiguous() : at::Tensor();
+        dx = at::empty_like(s);
+        check_launch(cuda::layer_norm_input_grad(
+            s.const_data_ptr<float>(), dy.const_data_ptr(), element_type(dy),
+            weight.const_data_ptr<float>(), stats[0].const_data_ptr<float>(),
+            stats[1].const_data_ptr<float>(),
+            residual.defined() ? residual.const_data_ptr<float>() : nullptr, rows, cols,
+            dx.mutable_data_ptr<float>(), stream));
+      }
+      if (want_params) {
+        auto workspace = at::empty({cuda::column_sums_workspace(rows, 2 * cols)}, s.options());
+        auto sums = at::empty({2, cols}, s.options());
+        check_launch(cuda::layer_norm_weight_bias_grads(
+            s.const_data_ptr<float>(), dy.const_data_ptr(), element_type(dy),
+            stats[0].const_data_ptr<float>(), stats[1].const_data_ptr<float>(), rows, cols,
+            workspace.mutable_data_ptr<float>(), sums.mutable_data_ptr<float>(), stream));
+        grad_weight = sums[0];
+        grad_bias = sums[1];
+      }
+    }
+    // One slot per forward argument: x, delta, weight, bias, eps, normed_dtype.
+    at::Tensor grad_delta;
+    if (has_delta && dx.defined() && ctx->needs_input_grad(1))
+      grad_delta = dx.to(ctx->saved_data["delta_dtype"].toScalarType());
+    return {ctx->needs_input_grad(0) ? dx : at::Tensor(),
+            grad_delta,
+            grad_weight,
+            grad_bias,
+            at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+bool fused_add_layer_norm_fits(torch::nn::LayerNorm& norm, const at::Tensor& x,
+                               const std::optional<at::Tensor>& delta) {
+  const auto& weight = norm->weight;
+  const auto& bias = norm->bias;
+  const auto& shape = norm->options.normalized_shape();
+  const bool x_fits = fused_cuda_kernels() && x.is_cuda() && x.scalar_type() == at::kFloat &&
+                      x.is_contiguous() && x.dim() >= 1 && x.size(-1) > 0 && shape.size() == 1 &&
+                      shape[0] == x.size(-1) && x.numel() / x.size(-1) < cuda::kMaxColumnSumRows;
+  const bool params_fit = weight.defined() && bias.defined() &&
+                          weight.scalar_type() == at::kFloat && bias.scalar_type() == at::kFloat &&
+                          weight.device() == x.device() && bias.device() == x.device() &&
+                          weight.is_contiguous() && bias.is_contiguous();
+  const bool delta_fits =
+      !delta ||
+      (delta->sizes() == x.sizes() && delta->device() == x.device() && delta->is_contiguous() &&
+       (delta->scalar_type() == at::kFloat || delta->scalar_type() == at::kBFloat16));
+  return x_fits && params_fit && delta_fits;
+}
 #endif
 
 }  // namespace
@@ -66,6 +178,22 @@ at::Tensor layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x) {
   if (fits) return CudaLayerNorm::apply(x, weight, bias, norm->options.eps());
 #endif
   return norm->forward(x);
+}
+
+AddNorm add_layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x,
+                       const std::optional<at::Tensor>& delta) {
+#ifdef DEMIX_CUDA_KERNELS
+  if (fused_add_layer_norm_fits(norm, x, delta)) {
+    const bool bf16 = at::autocast::is_autocast_enabled(at::kCUDA) &&
+                      at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;
+    const auto out = FusedAddLayerNorm::apply(
+        x, delta, norm->weight, norm->bias, norm->options.eps(), bf16 ? at::kBFloat16 : at::kFloat);
+    if (delta) return {out[0], out[1]};
+    return {x, out[0]};
+  }
+#endif
+  const auto sum = delta ? x + *delta : x;
+  return {sum, layer_norm(norm, sum)};
 }
 
 }  // namespace demix::model

@@ -1,5 +1,5 @@
-// layer_norm's CUDA path (its own weight and bias gradients) against autograd through
-// at::layer_norm in float64 on the CPU.
+// layer_norm's CUDA path (its own weight and bias gradients), and add_layer_norm's fused CUDA
+// path, against autograd through at::layer_norm in float64 on the CPU.
 
 #include "demix/model/layer_norm.h"
 
@@ -8,6 +8,8 @@
 
 #include <vector>
 
+#include "demix/core/autocast.h"
+#include "support/fused_cuda_guard.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {
@@ -49,6 +51,80 @@ TEST(LayerNormTest, CudaGradientsMatchFloat64) {
     EXPECT_LT(relative_difference(as_double(norm->bias.grad()), reference->bias.grad()), 1e-5)
         << width;
   }
+}
+
+// sum = x + delta and normed = LayerNorm(sum), with an upstream gradient on each (the residual
+// stream's and the LayerNorm's): fp32 or bf16 delta, none, and normed in bf16 under autocast.
+TEST(LayerNormTest, CudaFusedAddLayerNormMatchesFloat64) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(0);
+  const test_support::FusedCudaKernels kernels(true);
+  using test_support::relative_norm_difference;
+  for (const std::vector<int64_t>& shape :
+       std::vector<std::vector<int64_t>>{{3, 337, 768}, {5, 1024}, {40, 50}, {1, 3}})
+    for (const auto delta_dtype :
+         {std::optional<at::ScalarType>(), std::optional(at::kFloat), std::optional(at::kBFloat16)})
+      for (const bool autocast : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << shape.back() << " delta "
+                                          << (delta_dtype ? c10::toString(*delta_dtype) : "none")
+                                          << (autocast ? " autocast" : ""));
+        const int64_t width = shape.back();
+        torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({width}));
+        {
+          torch::NoGradGuard no_grad;
+          norm->weight.copy_(torch::randn({width}) * 0.5 + 1);
+          norm->bias.copy_(torch::randn({width}) * 0.1);
+        }
+        const auto x = torch::randn(shape) * 3 + 1;
+        const auto delta = delta_dtype ? (torch::randn(shape) * 2).to(*delta_dtype) : at::Tensor();
+        const auto up_sum = torch::randn(shape), up_normed = torch::randn(shape);
+
+        // float64 reference on the same (rounded) delta.
+        torch::nn::LayerNorm reference(torch::nn::LayerNormOptions({width}));
+        reference->to(torch::kDouble);
+        {
+          torch::NoGradGuard no_grad;
+          reference->weight.copy_(norm->weight);
+          reference->bias.copy_(norm->bias);
+        }
+        auto ref_x = x.to(torch::kDouble).requires_grad_(true);
+        auto ref_delta =
+            delta.defined() ? delta.to(torch::kDouble).requires_grad_(true) : at::Tensor();
+        const auto ref_sum = delta.defined() ? ref_x + ref_delta : ref_x;
+        const auto ref_normed = reference->forward(ref_sum);
+        ((delta.defined() ? ref_sum * up_sum.to(torch::kDouble) : ref_sum.sum() * 0) +
+         ref_normed * up_normed.to(torch::kDouble))
+            .sum()
+            .backward();
+
+        norm->to(torch::kCUDA);
+        auto ours_x = x.cuda().requires_grad_(true);
+        auto ours_delta = delta.defined() ? delta.cuda().requires_grad_(true) : at::Tensor();
+        AddNorm out;
+        {
+          const Autocast cast(c10::kCUDA, autocast);
+          out = add_layer_norm(norm, ours_x,
+                               delta.defined() ? std::optional(ours_delta) : std::nullopt);
+        }
+        ASSERT_EQ(out.normed.scalar_type(), autocast ? at::kBFloat16 : at::kFloat);
+        ASSERT_EQ(out.sum.scalar_type(), at::kFloat);
+        const auto loss = (out.normed.to(at::kFloat) * up_normed.cuda()).sum() +
+                          (delta.defined() ? (out.sum * up_sum.cuda()).sum() : out.sum.sum() * 0);
+        loss.backward();
+
+        // A bf16 normed is rounded once (2^-9); so is the gradient that reaches it.
+        const double tol = autocast ? 5e-3 : 1e-5;
+        EXPECT_LT(relative_norm_difference(out.sum, ref_sum), 1e-6);
+        EXPECT_LT(relative_norm_difference(out.normed, ref_normed), tol);
+        EXPECT_LT(relative_norm_difference(ours_x.grad(), ref_x.grad()), tol);
+        if (delta.defined()) {
+          ASSERT_EQ(ours_delta.grad().scalar_type(), delta.scalar_type());
+          EXPECT_LT(relative_norm_difference(ours_delta.grad(), ref_delta.grad()),
+                    delta.scalar_type() == at::kBFloat16 ? 5e-3 : tol);
+        }
+        EXPECT_LT(relative_norm_difference(norm->weight.grad(), reference->weight.grad()), tol);
+        EXPECT_LT(relative_norm_difference(norm->bias.grad(), reference->bias.grad()), tol);
+      }
 }
 
 }  // namespace
