@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "kernel_launch.cuh"
+
 namespace demix::model::cuda::detail {
 
 constexpr int64_t kChunkRows = 256;
@@ -84,7 +86,8 @@ void launch_chunk_sums(const Terms& terms, int64_t rows, int64_t cols, float* pa
                        cudaStream_t stream) {
   const int64_t per_block = int64_t(kSlots) * kVec;
   const dim3 blocks(unsigned((cols + per_block - 1) / per_block), unsigned(chunks_of(rows)));
-  chunk_sums<kVec><<<blocks, dim3(kSlots, kThreadRows), 0, stream>>>(terms, rows, cols, partial);
+  launch(chunk_sums<kVec, Terms>, blocks, dim3(kSlots, kThreadRows), stream, terms, rows, cols,
+         partial);
 }
 
 // Floats of workspace for the partial sums of `rows` rows of `width` columns: every level with

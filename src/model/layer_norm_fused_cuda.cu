@@ -124,9 +124,9 @@ template <class DeltaT, class OutT>
 void forward_as(const float* x, const void* delta, const float* weight, const float* bias,
                 int64_t rows, int64_t cols, float eps, float* sum, void* y, float* mean,
                 float* rstd, cudaStream_t stream) {
-  forward_rows<DeltaT, OutT><<<row_blocks(rows), kRowThreads, 0, stream>>>(
-      x, static_cast<const DeltaT*>(delta), weight, bias, rows, cols, eps, sum,
-      static_cast<OutT*>(y), mean, rstd);
+  detail::launch(forward_rows<DeltaT, OutT>, row_blocks(rows), kRowThreads, stream, x,
+                 static_cast<const DeltaT*>(delta), weight, bias, rows, cols, eps, sum,
+                 static_cast<OutT*>(y), mean, rstd);
 }
 
 template <class OutT>
@@ -162,12 +162,13 @@ const char* layer_norm_input_grad(const float* s, const void* dy, ElementType dy
                                   cudaStream_t stream) {
   if (rows == 0) return nullptr;
   if (dy_type == ElementType::kBFloat16)
-    input_grad_rows<<<row_blocks(rows), kRowThreads, 0, stream>>>(
-        s, static_cast<const __nv_bfloat16*>(dy), weight, mean, rstd, residual_grad, rows, cols,
-        dx);
+    detail::launch(input_grad_rows<__nv_bfloat16>, row_blocks(rows), kRowThreads, stream, s,
+                   static_cast<const __nv_bfloat16*>(dy), weight, mean, rstd, residual_grad, rows,
+                   cols, dx);
   else
-    input_grad_rows<<<row_blocks(rows), kRowThreads, 0, stream>>>(
-        s, static_cast<const float*>(dy), weight, mean, rstd, residual_grad, rows, cols, dx);
+    detail::launch(input_grad_rows<float>, row_blocks(rows), kRowThreads, stream, s,
+                   static_cast<const float*>(dy), weight, mean, rstd, residual_grad, rows, cols,
+                   dx);
   return detail::last_error();
 }
 
