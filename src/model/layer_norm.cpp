@@ -53,6 +53,12 @@ struct CudaLayerNorm : torch::autograd::Function<CudaLayerNorm> {
   }
 };
 
+#endif
+
+// The fused path's three steps (layer_norm_fused_cuda.h): its kernels on CUDA, and on a CPU the
+// same arithmetic in ATen, so that the autograd node around them is tested everywhere. stats
+// (2, rows): mean, then rstd; s: the normalised input (sum, or x); all fp32 but delta, normed, dy.
+#ifdef DEMIX_CUDA_KERNELS
 cuda::ElementType element_type(const at::Tensor& t) {
   return t.scalar_type() == at::kBFloat16 ? cuda::ElementType::kBFloat16
                                           : cuda::ElementType::kFloat;
@@ -61,9 +67,79 @@ cuda::ElementType element_type(const at::Tensor& t) {
 void check_launch(const char* error) {
   TORCH_CHECK(error == nullptr, "add_layer_norm: CUDA kernel launch failed: ", error);
 }
+#endif
+
+void normalize(const at::Tensor& x, const std::optional<at::Tensor>& delta,
+               const at::Tensor& weight, const at::Tensor& bias, double eps, at::Tensor& sum,
+               at::Tensor& normed, at::Tensor& stats) {
+  const int64_t cols = x.size(-1), rows = x.numel() / cols;
+#ifdef DEMIX_CUDA_KERNELS
+  if (x.is_cuda()) {
+    check_launch(cuda::layer_norm_forward(
+        x.const_data_ptr<float>(), delta ? delta->const_data_ptr() : nullptr,
+        delta ? element_type(*delta) : cuda::ElementType::kFloat, weight.const_data_ptr<float>(),
+        bias.const_data_ptr<float>(), rows, cols, float(eps),
+        delta ? sum.mutable_data_ptr<float>() : nullptr, normed.mutable_data_ptr(),
+        element_type(normed), stats[0].mutable_data_ptr<float>(),
+        stats[1].mutable_data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
+    return;
+  }
+#endif
+  if (delta) sum.copy_(x + *delta);
+  const auto s = sum.view({rows, cols});
+  const auto mean = s.mean(1, /*keepdim=*/true);
+  const auto rstd = (s.var(1, /*unbiased=*/false, /*keepdim=*/true) + eps).rsqrt();
+  normed.view({rows, cols}).copy_((s - mean) * rstd * weight + bias);
+  stats[0].copy_(mean.view(-1));
+  stats[1].copy_(rstd.view(-1));
+}
+
+// dx = the LayerNorm's input gradient under dy, plus residual (undefined: none).
+void normalize_input_grad(const at::Tensor& s, const at::Tensor& dy, const at::Tensor& weight,
+                          const at::Tensor& stats, const at::Tensor& residual, at::Tensor& dx) {
+  const int64_t cols = s.size(-1), rows = s.numel() / cols;
+#ifdef DEMIX_CUDA_KERNELS
+  if (s.is_cuda()) {
+    check_launch(cuda::layer_norm_input_grad(
+        s.const_data_ptr<float>(), dy.const_data_ptr(), element_type(dy),
+        weight.const_data_ptr<float>(), stats[0].const_data_ptr<float>(),
+        stats[1].const_data_ptr<float>(),
+        residual.defined() ? residual.const_data_ptr<float>() : nullptr, rows, cols,
+        dx.mutable_data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
+    return;
+  }
+#endif
+  const auto mean = stats[0].view({rows, 1}), rstd = stats[1].view({rows, 1});
+  const auto xhat = (s.view({rows, cols}) - mean) * rstd;
+  const auto g = dy.view({rows, cols}).to(at::kFloat) * weight;
+  auto out = rstd * (g - g.mean(1, true) - xhat * (g * xhat).mean(1, true));
+  if (residual.defined()) out += residual.view({rows, cols});
+  dx.view({rows, cols}).copy_(out);
+}
+
+// sums (2, cols): the weight's gradient, then the bias's.
+void normalize_param_grads(const at::Tensor& s, const at::Tensor& dy, const at::Tensor& stats,
+                           at::Tensor& sums) {
+  const int64_t cols = s.size(-1), rows = s.numel() / cols;
+#ifdef DEMIX_CUDA_KERNELS
+  if (s.is_cuda()) {
+    auto workspace = at::empty({cuda::column_sums_workspace(rows, 2 * cols)}, s.options());
+    check_launch(cuda::layer_norm_weight_bias_grads(
+        s.const_data_ptr<float>(), dy.const_data_ptr(), element_type(dy),
+        stats[0].const_data_ptr<float>(), stats[1].const_data_ptr<float>(), rows, cols,
+        workspace.mutable_data_ptr<float>(), sums.mutable_data_ptr<float>(),
+        c10::cuda::getCurrentCUDAStream()));
+    return;
+  }
+#endif
+  const auto xhat = (s.view({rows, cols}) - stats[0].view({rows, 1})) * stats[1].view({rows, 1});
+  const auto g = dy.view({rows, cols}).to(at::kFloat);
+  sums[0].copy_((g * xhat).sum(0));
+  sums[1].copy_(g.sum(0));
+}
 
 // Inputs: x, delta (when given), weight, bias, then eps and normed's dtype; outputs: sum (when
-// delta is given), normed. Saved: the normalised input s (sum, or x), weight, mean and rstd.
+// delta is given), normed. Saved: the normalised input s (sum, or x), weight and the stats.
 struct FusedAddLayerNorm : torch::autograd::Function<FusedAddLayerNorm> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const at::Tensor& x,
@@ -72,17 +148,11 @@ struct FusedAddLayerNorm : torch::autograd::Function<FusedAddLayerNorm> {
                                                 double eps, at::ScalarType normed_dtype) {
     ctx->set_materialize_grads(false);  // an unused sum or normed sends no gradient
     const int64_t cols = x.size(-1), rows = x.numel() / cols;
-    const c10::cuda::CUDAGuard device(x.device());
-    const auto sum = delta ? at::empty_like(x) : x;
+    const c10::OptionalDeviceGuard device(x.device());
+    auto sum = delta ? at::empty_like(x) : x;
     auto normed = at::empty(x.sizes(), x.options().dtype(normed_dtype));
     auto stats = at::empty({2, rows}, x.options());
-    check_launch(cuda::layer_norm_forward(
-        x.const_data_ptr<float>(), delta ? delta->const_data_ptr() : nullptr,
-        delta ? element_type(*delta) : cuda::ElementType::kFloat, weight.const_data_ptr<float>(),
-        bias.const_data_ptr<float>(), rows, cols, float(eps),
-        delta ? sum.mutable_data_ptr<float>() : nullptr, normed.mutable_data_ptr(),
-        element_type(normed), stats[0].mutable_data_ptr<float>(),
-        stats[1].mutable_data_ptr<float>(), c10::cuda::getCurrentCUDAStream()));
+    normalize(x, delta, weight, bias, eps, sum, normed, stats);
     ctx->save_for_backward({sum, weight, stats});
     ctx->saved_data["delta_dtype"] = delta ? delta->scalar_type() : at::kFloat;
     ctx->saved_data["has_delta"] = delta.has_value();
@@ -102,29 +172,18 @@ struct FusedAddLayerNorm : torch::autograd::Function<FusedAddLayerNorm> {
     const bool want_x = ctx->needs_input_grad(0) || (has_delta && ctx->needs_input_grad(1));
     const bool want_params =
         ctx->needs_input_grad(weight_input) || ctx->needs_input_grad(weight_input + 1);
-    const int64_t cols = s.size(-1), rows = s.numel() / cols;
-    const c10::cuda::CUDAGuard device(s.device());
-    const auto stream = c10::cuda::getCurrentCUDAStream();
+    const c10::OptionalDeviceGuard device(s.device());
     at::Tensor dx = want_x ? g_sum : at::Tensor(), grad_weight, grad_bias;
     if (g_normed.defined()) {
       const auto dy = g_normed.contiguous();
       if (want_x) {
         const auto residual = g_sum.defined() ? g_sum.to(at::kFloat).contiguous() : at::Tensor();
         dx = at::empty_like(s);
-        check_launch(cuda::layer_norm_input_grad(
-            s.const_data_ptr<float>(), dy.const_data_ptr(), element_type(dy),
-            weight.const_data_ptr<float>(), stats[0].const_data_ptr<float>(),
-            stats[1].const_data_ptr<float>(),
-            residual.defined() ? residual.const_data_ptr<float>() : nullptr, rows, cols,
-            dx.mutable_data_ptr<float>(), stream));
+        normalize_input_grad(s, dy, weight, stats, residual, dx);
       }
       if (want_params) {
-        auto workspace = at::empty({cuda::column_sums_workspace(rows, 2 * cols)}, s.options());
-        auto sums = at::empty({2, cols}, s.options());
-        check_launch(cuda::layer_norm_weight_bias_grads(
-            s.const_data_ptr<float>(), dy.const_data_ptr(), element_type(dy),
-            stats[0].const_data_ptr<float>(), stats[1].const_data_ptr<float>(), rows, cols,
-            workspace.mutable_data_ptr<float>(), sums.mutable_data_ptr<float>(), stream));
+        auto sums = at::empty({2, s.size(-1)}, s.options());
+        normalize_param_grads(s, dy, stats, sums);
         grad_weight = sums[0];
         grad_bias = sums[1];
       }
@@ -142,14 +201,15 @@ struct FusedAddLayerNorm : torch::autograd::Function<FusedAddLayerNorm> {
   }
 };
 
-bool fused_add_layer_norm_fits(torch::nn::LayerNorm& norm, const at::Tensor& x,
-                               const std::optional<at::Tensor>& delta) {
+// What the fused node takes: fp32 x (contiguous, non-empty rows), fp32 weight and bias of x's
+// width, and a delta like x in fp32 or bf16; all on x's device.
+bool fused_inputs_fit(torch::nn::LayerNorm& norm, const at::Tensor& x,
+                      const std::optional<at::Tensor>& delta) {
   const auto& weight = norm->weight;
   const auto& bias = norm->bias;
   const auto& shape = norm->options.normalized_shape();
-  const bool x_fits = fused_cuda_kernels() && x.is_cuda() && x.scalar_type() == at::kFloat &&
-                      x.is_contiguous() && x.dim() >= 1 && x.size(-1) > 0 && shape.size() == 1 &&
-                      shape[0] == x.size(-1) && x.numel() / x.size(-1) < cuda::kMaxColumnSumRows;
+  const bool x_fits = x.scalar_type() == at::kFloat && x.is_contiguous() && x.dim() >= 1 &&
+                      x.size(-1) > 0 && shape.size() == 1 && shape[0] == x.size(-1);
   const bool params_fit = weight.defined() && bias.defined() &&
                           weight.scalar_type() == at::kFloat && bias.scalar_type() == at::kFloat &&
                           weight.device() == x.device() && bias.device() == x.device() &&
@@ -160,7 +220,6 @@ bool fused_add_layer_norm_fits(torch::nn::LayerNorm& norm, const at::Tensor& x,
        (delta->scalar_type() == at::kFloat || delta->scalar_type() == at::kBFloat16));
   return x_fits && params_fit && delta_fits;
 }
-#endif
 
 }  // namespace
 
@@ -180,16 +239,25 @@ at::Tensor layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x) {
   return norm->forward(x);
 }
 
+AddNorm fused_add_layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x,
+                             const std::optional<at::Tensor>& delta, at::ScalarType normed_dtype) {
+  TORCH_CHECK(fused_inputs_fit(norm, x, delta),
+              "fused_add_layer_norm: expected fp32 x and parameters and an fp32 or bf16 delta of "
+              "x's shape, contiguous, on one device");
+  const auto out = FusedAddLayerNorm::apply(x, delta, norm->weight, norm->bias, norm->options.eps(),
+                                            normed_dtype);
+  if (delta) return {out[0], out[1]};
+  return {x, out[0]};
+}
+
 AddNorm add_layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x,
                        const std::optional<at::Tensor>& delta) {
 #ifdef DEMIX_CUDA_KERNELS
-  if (fused_add_layer_norm_fits(norm, x, delta)) {
+  if (fused_cuda_kernels() && x.is_cuda() && fused_inputs_fit(norm, x, delta) &&
+      x.numel() / x.size(-1) < cuda::kMaxColumnSumRows) {
     const bool bf16 = at::autocast::is_autocast_enabled(at::kCUDA) &&
                       at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;
-    const auto out = FusedAddLayerNorm::apply(
-        x, delta, norm->weight, norm->bias, norm->options.eps(), bf16 ? at::kBFloat16 : at::kFloat);
-    if (delta) return {out[0], out[1]};
-    return {x, out[0]};
+    return fused_add_layer_norm(norm, x, delta, bf16 ? at::kBFloat16 : at::kFloat);
   }
 #endif
   const auto sum = delta ? x + *delta : x;

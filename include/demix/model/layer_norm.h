@@ -28,4 +28,10 @@ struct AddNorm {
 AddNorm add_layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x,
                        const std::optional<at::Tensor>& delta);
 
+// The fused path itself, on any device: CUDA runs its kernels, a CPU the same arithmetic in
+// ATen (so that its autograd wiring is tested without a GPU). fp32 x and parameters, delta fp32
+// or bf16; normed in normed_dtype.
+AddNorm fused_add_layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x,
+                             const std::optional<at::Tensor>& delta, at::ScalarType normed_dtype);
+
 }  // namespace demix::model
