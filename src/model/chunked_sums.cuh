@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "element_cast.cuh"
 #include "kernel_launch.cuh"
 
 namespace demix::model::cuda::detail {
@@ -32,9 +33,6 @@ template <int kVec, class T>
 __device__ __forceinline__ Pack<T, kVec> load(const T* p) {
   return *reinterpret_cast<const Pack<T, kVec>*>(p);
 }
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 // The columns of a (rows, cols) matrix in T, summed as they are.
 template <class T>

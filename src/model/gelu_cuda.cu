@@ -4,20 +4,10 @@
 namespace demix::model::cuda {
 namespace {
 
+using detail::from_float;
 using detail::load;
 using detail::Pack;
 using detail::to_float;
-
-template <class T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16(v);  // round to nearest even, as ATen's conversion
-}
 
 // gelu_tanh'(x), written as ATen's gelu_backward (approximate="tanh") writes it.
 __device__ __forceinline__ float gelu_tanh_derivative(float x) {

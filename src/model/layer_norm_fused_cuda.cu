@@ -4,6 +4,7 @@
 namespace demix::model::cuda {
 namespace {
 
+using detail::from_float;
 using detail::load;
 using detail::to_float;
 
@@ -13,17 +14,6 @@ __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
-}
-
-template <class T>
-__device__ __forceinline__ void store(T* p, float v);
-template <>
-__device__ __forceinline__ void store<float>(float* p, float v) {
-  *p = v;
-}
-template <>
-__device__ __forceinline__ void store<__nv_bfloat16>(__nv_bfloat16* p, float v) {
-  *p = __float2bfloat16(v);  // round to nearest even, as ATen's cast
 }
 
 // Lane l of a row's warp handles columns l, l + 32, ...: coalesced, and a lane reads back only
@@ -58,7 +48,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock)
   }
   const float rstd = rsqrtf(warp_sum(squares) / float(cols) + eps);
   for (int64_t c = lane; c < cols; c += 32)
-    store(y + at + c, (s[c] - mean) * rstd * weight[c] + bias[c]);
+    y[at + c] = from_float<OutT>((s[c] - mean) * rstd * weight[c] + bias[c]);
   if (lane == 0) {
     mean_out[row] = mean;
     rstd_out[row] = rstd;

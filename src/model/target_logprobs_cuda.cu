@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "demix/model/target_logprobs_cuda.h"
+#include "element_cast.cuh"
 
 namespace demix::model::cuda {
 namespace {
@@ -13,24 +14,8 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-
-template <class T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __float2bfloat16(x);
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) {
-  return __float2half(x);
-}
+using detail::from_float;
+using detail::to_float;
 
 // 16 bytes of logits: the widest load a thread issues.
 template <class T>
