@@ -17,10 +17,15 @@ BlockImpl::BlockImpl(const GptConfig& c, bool demix)
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing, LayerKv* kv,
                                  int64_t past, int64_t capacity) {
-  const auto attn_out =
-      attn->forward(add_layer_norm(ln_1, x, std::nullopt).normed, kv, past, capacity);
-  const auto [h, normed] = add_layer_norm(ln_2, x, attn_out);  // h = x + attn_out
-  return h + (demix_ff ? demix_ff->forward(normed, routing) : dense_ff->forward(normed));
+  return forward(ResidualStream{x, std::nullopt}, routing, kv, past, capacity).sum();
+}
+
+ResidualStream BlockImpl::forward(const ResidualStream& stream, const Routing& routing, LayerKv* kv,
+                                  int64_t past, int64_t capacity) {
+  const auto [x, normed_1] = add_layer_norm(ln_1, stream.x, stream.pending);
+  const auto attn_out = attn->forward(normed_1, kv, past, capacity);
+  const auto [h, normed_2] = add_layer_norm(ln_2, x, attn_out);  // h = x + attn_out
+  return {h, demix_ff ? demix_ff->forward(normed_2, routing) : dense_ff->forward(normed_2)};
 }
 
 }  // namespace demix::model

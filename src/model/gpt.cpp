@@ -121,14 +121,12 @@ torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routin
   if (cache && cache->layers.empty())
     cache->layers.resize(size_t(c.n_layer + c.mode_blocks * per_block));
   if (!mode) {
-    for (int64_t i = 0; i < c.n_layer; ++i) x = layer(i, x, routing, cache);
+    x = layers(0, c.n_layer, {x, std::nullopt}, routing, cache).sum();
   } else {
     const int64_t span = c.n_layer / c.mode_blocks;
     for (int64_t b = 0; b < c.mode_blocks; ++b) {
       const auto backbone = [&](const torch::Tensor& input) {
-        auto h = input;
-        for (int64_t i = b * span; i < (b + 1) * span; ++i) h = layer(i, h, routing, cache);
-        return h;
+        return layers(b * span, (b + 1) * span, {input, std::nullopt}, routing, cache).sum();
       };
       LayerKv* kv = cache ? &cache->layers[size_t(c.n_layer + b * per_block)] : nullptr;
       x = mode[size_t(b)]->as<ModeBlock>()->forward(x, backbone, exchange_, kv, past,
@@ -140,13 +138,19 @@ torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routin
   return prepend ? x.narrow(1, 1, T) : x;  // the domain token predicts nothing
 }
 
-torch::Tensor GptImpl::layer(int64_t i, const torch::Tensor& x, const Routing& routing,
-                             KvCache* cache) {
-  LayerKv* kv = cache ? &cache->layers[size_t(i)] : nullptr;
+ResidualStream GptImpl::layers(int64_t begin, int64_t end, ResidualStream stream,
+                               const Routing& routing, KvCache* cache) {
   const int64_t past = cache ? cache->length : 0, capacity = cache ? cache->capacity : 0;
-  const auto module = blocks[size_t(i)];
-  if (auto* block = module->as<Block>()) return block->forward(x, routing, kv, past, capacity);
-  return module->as<DemixBlock>()->forward(x, routing, kv, past, capacity);
+  for (int64_t i = begin; i < end; ++i) {
+    LayerKv* kv = cache ? &cache->layers[size_t(i)] : nullptr;
+    const auto module = blocks[size_t(i)];
+    if (auto* block = module->as<Block>())
+      stream = block->forward(stream, routing, kv, past, capacity);
+    else
+      stream = {module->as<DemixBlock>()->forward(stream.sum(), routing, kv, past, capacity),
+                std::nullopt};
+  }
+  return stream;
 }
 
 void GptImpl::set_active_experts(const std::vector<int64_t>& experts) {
