@@ -1,6 +1,7 @@
 // GPU checks on the bundled corpus, skipped where no CUDA device is present (CI): a training step
-// on the GPU computes what the same step computes on the CPU, and steps queue their work without
-// the host waiting for the GPU.
+// on the GPU computes what the same step computes on the CPU, with ATen's kernels and with the
+// fused ones (model/fused_cuda.h), and steps queue their work without the host waiting for the
+// GPU.
 
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -14,13 +15,15 @@
 
 #include "demix/core/config.h"
 #include "demix/train/trainer.h"
+#include "support/fused_cuda_guard.h"
 #include "support/tensor_compare.h"
 
 namespace demix {
 namespace {
 
-Config tiny_on(const std::string& device, const std::string& precision = "fp32") {
-  const auto out = std::filesystem::temp_directory_path() / ("demix_cuda_test_" + device);
+Config tiny_on(const std::string& device, const std::string& precision = "fp32",
+               const std::string& run = "") {
+  const auto out = std::filesystem::temp_directory_path() / ("demix_cuda_test_" + device + run);
   std::filesystem::remove_all(out);
   // No clipping: the step's gradients are then the backward's own on both devices.
   return load_config(
@@ -36,20 +39,46 @@ using test_support::relative_norm_difference;
 
 TEST(CudaTest, TrainStepOnTheGpuEqualsTheCpuStep) {
   SKIP_WITHOUT_CUDA();
-  train::Trainer cpu(tiny_on("cpu")), gpu(tiny_on("cuda"));
-  for (int step = 0; step < 2; ++step) {
-    const auto on_cpu = cpu.train_step(), on_gpu = gpu.train_step();
-    // The second step starts from weights one AdamW update apart by rounding only.
-    EXPECT_LT(relative_norm_difference(on_gpu.loss, on_cpu.loss), step == 0 ? 1e-5 : 1e-4) << step;
-    EXPECT_LT(relative_norm_difference(on_gpu.grad_norm, on_cpu.grad_norm), 1e-4) << step;
-    if (step > 0) break;
-    const auto cpu_params = cpu.model().named_parameters();
-    for (const auto& item : gpu.model().named_parameters()) {
-      const auto& cpu_grad = cpu_params[item.key()].grad();
-      ASSERT_EQ(item.value().grad().defined(), cpu_grad.defined()) << item.key();
-      if (cpu_grad.defined())
-        EXPECT_LT(relative_norm_difference(item.value().grad(), cpu_grad), 1e-4) << item.key();
+  for (const bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "fused CUDA kernels" : "ATen");
+    train::Trainer cpu(tiny_on("cpu")), gpu(tiny_on("cuda"));
+    const test_support::FusedCudaKernels kernels(fused);  // after the trainers set it from config
+    for (int step = 0; step < 2; ++step) {
+      const auto on_cpu = cpu.train_step(), on_gpu = gpu.train_step();
+      // The second step starts from weights one AdamW update apart by rounding only.
+      EXPECT_LT(relative_norm_difference(on_gpu.loss, on_cpu.loss), step == 0 ? 1e-5 : 1e-4)
+          << step;
+      EXPECT_LT(relative_norm_difference(on_gpu.grad_norm, on_cpu.grad_norm), 1e-4) << step;
+      if (step > 0) break;
+      const auto cpu_params = cpu.model().named_parameters();
+      for (const auto& item : gpu.model().named_parameters()) {
+        const auto& cpu_grad = cpu_params[item.key()].grad();
+        ASSERT_EQ(item.value().grad().defined(), cpu_grad.defined()) << item.key();
+        if (cpu_grad.defined())
+          EXPECT_LT(relative_norm_difference(item.value().grad(), cpu_grad), 1e-4) << item.key();
+      }
     }
+  }
+}
+
+// bf16 with the fused kernels against bf16 with ATen's: the same recipe (bf16 operands, fp32
+// gradients), so the two differ by rounding order only.
+TEST(CudaTest, FusedBf16StepMatchesTheAtenBf16Step) {
+  SKIP_WITHOUT_CUDA();
+  train::Trainer aten(tiny_on("cuda", "bf16", "_aten")), fused(tiny_on("cuda", "bf16", "_fused"));
+  for (int step = 0; step < 2; ++step) {
+    train::StepResult a, f;
+    {
+      const test_support::FusedCudaKernels kernels(false);
+      a = aten.train_step();
+    }
+    {
+      const test_support::FusedCudaKernels kernels(true);
+      f = fused.train_step();
+    }
+    // The second step starts from weights one AdamW update apart by rounding only.
+    EXPECT_LT(relative_norm_difference(f.loss, a.loss), step == 0 ? 1e-3 : 5e-3) << step;
+    EXPECT_LT(relative_norm_difference(f.grad_norm, a.grad_norm), 1e-2) << step;
   }
 }
 
@@ -64,16 +93,20 @@ TEST(CudaTest, Bf16StepLossIsCloseToTheFp32Loss) {
 // sync debug mode is L_ERROR: a step that makes none lets the host run ahead of the GPU.
 TEST(CudaTest, TrainStepMakesNoHostSync) {
   SKIP_WITHOUT_CUDA();
-  train::Trainer gpu(tiny_on("cuda", "bf16"));
-  gpu.train_step();  // the first step creates handles and the pinned-memory pool
-  auto& warnings = c10::cuda::warning_state();
-  warnings.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
-  EXPECT_NO_THROW({
-    gpu.train_step();
-    gpu.train_step();
-  });
-  warnings.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
-  EXPECT_TRUE(std::isfinite(gpu.train_step().loss.item<double>()));
+  for (const bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "fused CUDA kernels" : "ATen");
+    train::Trainer gpu(tiny_on("cuda", "bf16"));
+    const test_support::FusedCudaKernels kernels(fused);
+    gpu.train_step();  // the first step creates handles and the pinned-memory pool
+    auto& warnings = c10::cuda::warning_state();
+    warnings.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+    EXPECT_NO_THROW({
+      gpu.train_step();
+      gpu.train_step();
+    });
+    warnings.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+    EXPECT_TRUE(std::isfinite(gpu.train_step().loss.item<double>()));
+  }
 }
 #endif
 
