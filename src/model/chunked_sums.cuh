@@ -127,9 +127,4 @@ void column_sums_of(const Terms& terms, int64_t rows, int64_t cols, float* works
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-inline const char* last_error() {
-  const cudaError_t error = cudaGetLastError();
-  return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
-}
-
 }  // namespace demix::model::cuda::detail

@@ -1,6 +1,7 @@
 #include <cstdint>
 
 #include "demix/model/layer_norm_cuda.h"
+#include "kernel_launch.cuh"
 
 namespace demix::model::cuda {
 namespace {
@@ -75,11 +76,6 @@ __global__ void sum_chunks(const float* __restrict__ partial, int64_t chunks, in
     grad_bias[i - cols] = total;
 }
 
-const char* last_error() {
-  const cudaError_t error = cudaGetLastError();
-  return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
-}
-
 }  // namespace
 
 int64_t layer_norm_param_grads_workspace(int64_t rows, int64_t cols) {
@@ -98,14 +94,16 @@ const char* layer_norm_param_grads(const float* x, const float* dy, const float*
     const int64_t per_block = kSlotsX * (packed ? 4 : 1);
     const dim3 blocks(unsigned((cols + per_block - 1) / per_block), unsigned(chunks));
     if (packed)
-      chunk_sums<4><<<blocks, threads, 0, stream>>>(x, dy, mean, rstd, rows, cols, workspace);
+      detail::launch(chunk_sums<4>, blocks, threads, stream, x, dy, mean, rstd, rows, cols,
+                     workspace);
     else
-      chunk_sums<1><<<blocks, threads, 0, stream>>>(x, dy, mean, rstd, rows, cols, workspace);
+      detail::launch(chunk_sums<1>, blocks, threads, stream, x, dy, mean, rstd, rows, cols,
+                     workspace);
   }
   constexpr int kThreads = 256;
-  sum_chunks<<<unsigned((2 * cols + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      workspace, chunks, cols, grad_weight, grad_bias);
-  return last_error();
+  detail::launch(sum_chunks, unsigned((2 * cols + kThreads - 1) / kThreads), kThreads, stream,
+                 workspace, chunks, cols, grad_weight, grad_bias);
+  return detail::last_error();
 }
 
 }  // namespace demix::model::cuda

@@ -6,6 +6,7 @@
 
 #include "demix/model/target_logprobs_cuda.h"
 #include "element_cast.cuh"
+#include "kernel_launch.cuh"
 
 namespace demix::model::cuda {
 namespace {
@@ -125,11 +126,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-const char* last_error() {
-  const cudaError_t error = cudaGetLastError();
-  return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
-}
-
 // Whole 16-byte loads when every row starts on a 16-byte boundary.
 template <class T>
 bool packed(const void* logits, int64_t v) {
@@ -159,7 +155,7 @@ const char* launch_for(LogitType type, const void* logits, int64_t v, Launch&& l
     default:
       return "target_logprobs: unknown logit type";
   }
-  return last_error();
+  return detail::last_error();
 }
 
 }  // namespace
@@ -170,8 +166,8 @@ const char* target_logprobs_forward(LogitType type, const void* logits, const in
   if (rows == 0) return nullptr;
   return launch_for(type, logits, v, [&](auto element, auto is_packed) {
     using T = decltype(element);
-    forward_kernel<T, decltype(is_packed)::value><<<rows, kThreads, 0, stream>>>(
-        static_cast<const T*>(logits), targets, v, log_sum_exp, out);
+    detail::launch(forward_kernel<T, decltype(is_packed)::value>, unsigned(rows), kThreads, stream,
+                   static_cast<const T*>(logits), targets, v, log_sum_exp, out);
   });
 }
 
@@ -181,8 +177,8 @@ const char* target_logprobs_backward(LogitType type, void* logits, const int64_t
   if (rows == 0) return nullptr;
   return launch_for(type, logits, v, [&](auto element, auto is_packed) {
     using T = decltype(element);
-    backward_kernel<T, decltype(is_packed)::value>
-        <<<rows, kThreads, 0, stream>>>(static_cast<T*>(logits), targets, v, log_sum_exp, grad_out);
+    detail::launch(backward_kernel<T, decltype(is_packed)::value>, unsigned(rows), kThreads, stream,
+                   static_cast<T*>(logits), targets, v, log_sum_exp, grad_out);
   });
 }
 

@@ -1,7 +1,9 @@
-// The fused CUDA kernels' sources run on the CPU under the emulator (emulation.h) against float64
-// references computed with ATen: column sums, GELU backward with its column sums, and the fused
-// add + LayerNorm forward, input gradient and weight/bias gradients. Shapes cover the packed
-// (16-byte) and one-column paths, a misaligned start, ragged chunks and three summing passes.
+// demix's CUDA kernels' sources run on the CPU under the emulator (emulation.h) against float64
+// references computed with ATen: column sums, GELU backward with its column sums, the fused
+// add + LayerNorm forward, input gradient and weight/bias gradients, the LayerNorm weight/bias
+// gradients of the unfused path, and the loss's target log-probabilities and their gradient.
+// Shapes cover the packed (16-byte) and one-column paths, a misaligned start, ragged chunks and
+// three summing passes.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -12,7 +14,9 @@
 
 #include "demix/model/column_sums_cuda.h"
 #include "demix/model/gelu_cuda.h"
+#include "demix/model/layer_norm_cuda.h"
 #include "demix/model/layer_norm_fused_cuda.h"
+#include "demix/model/target_logprobs_cuda.h"
 
 namespace demix::model::cuda {
 namespace {
@@ -177,6 +181,109 @@ TEST(EmulatedLayerNorm, ForwardAndGradientsMatchFloat64) {
         EXPECT_LT(relative_error(grads[0], want.grad_weight), 1e-5);
         EXPECT_LT(relative_error(grads[1], want.grad_bias), 1e-5);
       }
+}
+
+TEST(EmulatedLayerNorm, UnfusedWeightAndBiasGradientsMatchFloat64) {
+  torch::manual_seed(0);
+  for (const auto& shape : std::vector<Shape>{{37, 50}, {20, 768}, {300, 8}, {600, 4}, {0, 8}})
+    for (const int64_t shift : {0, 1}) {
+      SCOPED_TRACE(::testing::Message() << shape.rows << "x" << shape.cols << " shift " << shift);
+      const auto x = matrix(shape, at::kFloat, shift, 3), dy = matrix(shape, at::kFloat, shift);
+      const auto mean = torch::randn({shape.rows}), rstd = torch::rand({shape.rows}) + 0.5;
+      auto workspace = at::empty(
+          {std::max<int64_t>(layer_norm_param_grads_workspace(shape.rows, shape.cols), 1)});
+      auto grads = at::full({2, shape.cols}, 7.0f);
+      ASSERT_EQ(
+          layer_norm_param_grads(x.const_data_ptr<float>(), dy.const_data_ptr<float>(),
+                                 mean.const_data_ptr<float>(), rstd.const_data_ptr<float>(),
+                                 shape.rows, shape.cols, workspace.data_ptr<float>(),
+                                 grads[0].data_ptr<float>(), grads[1].data_ptr<float>(), nullptr),
+          nullptr);
+      if (shape.rows == 0) {
+        EXPECT_EQ(grads.abs().max().item<float>(), 0.0f);
+        continue;
+      }
+      const auto x64 = x.to(at::kDouble), dy64 = dy.to(at::kDouble);
+      const auto normed =
+          (x64 - mean.to(at::kDouble).unsqueeze(1)) * rstd.to(at::kDouble).unsqueeze(1);
+      EXPECT_LT(relative_error(grads[0], (dy64 * normed).sum(0)), 1e-6);
+      EXPECT_LT(relative_error(grads[1], dy64.sum(0)), 1e-6);
+    }
+}
+
+LogitType logit_type(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kBFloat16:
+      return LogitType::kBFloat16;
+    case at::kHalf:
+      return LogitType::kHalf;
+    default:
+      return LogitType::kFloat;
+  }
+}
+
+// Both kernels on `logits` (rows, v) in their dtype: the forward's outputs and the gradient the
+// backward writes over a copy of the logits.
+struct TargetLogprobs {
+  at::Tensor log_sum_exp, out, grad;
+};
+
+TargetLogprobs run_target_logprobs(const at::Tensor& logits, const at::Tensor& targets,
+                                   const at::Tensor& grad_out) {
+  const int64_t rows = logits.size(0), v = logits.size(1);
+  TargetLogprobs r{at::full({rows}, 7.0f), at::full({rows}, 7.0f), logits.clone()};
+  const auto type = logit_type(logits.scalar_type());
+  EXPECT_EQ(target_logprobs_forward(
+                type, logits.const_data_ptr(), targets.const_data_ptr<int64_t>(), rows, v,
+                r.log_sum_exp.data_ptr<float>(), r.out.data_ptr<float>(), nullptr),
+            nullptr);
+  EXPECT_EQ(target_logprobs_backward(type, r.grad.data_ptr(), targets.const_data_ptr<int64_t>(),
+                                     rows, v, r.log_sum_exp.const_data_ptr<float>(),
+                                     grad_out.const_data_ptr<float>(), nullptr),
+            nullptr);
+  return r;
+}
+
+TEST(EmulatedTargetLogprobs, ForwardAndGradientMatchFloat64) {
+  torch::manual_seed(0);
+  // v = 1000: whole 16-byte loads for every type; 1001 and a shifted start: one element at a time.
+  for (const auto dtype : {at::kFloat, at::kBFloat16, at::kHalf})
+    for (const auto& shape : std::vector<Shape>{{3, 1000}, {3, 1001}, {2, 8}})
+      for (const int64_t shift : {0, 1}) {
+        SCOPED_TRACE(::testing::Message()
+                     << dtype << " " << shape.rows << "x" << shape.cols << " shift " << shift);
+        const auto logits = matrix(shape, dtype, shift, 3);
+        const auto targets = torch::randint(shape.cols, {shape.rows}, at::kLong);
+        const auto grad_out = torch::randn({shape.rows});
+        const auto got = run_target_logprobs(logits, targets, grad_out);
+
+        const auto x64 = logits.to(at::kDouble);
+        const auto log_sum_exp = x64.logsumexp(-1);
+        const auto want = x64.gather(1, targets.unsqueeze(1)).squeeze(1) - log_sum_exp;
+        EXPECT_LT(relative_error(got.log_sum_exp, log_sum_exp), 1e-6);
+        EXPECT_LT((got.out.to(at::kDouble) - want).abs().max().item<double>(), 1e-5);
+        const auto onehot = at::one_hot(targets, shape.cols).to(at::kDouble);
+        const auto grad = grad_out.to(at::kDouble).unsqueeze(1) * (onehot - x64.softmax(-1));
+        EXPECT_LT(relative_error(got.grad, grad), dtype == at::kFloat ? 1e-5 : 8e-3);
+      }
+}
+
+TEST(EmulatedTargetLogprobs, InfiniteAndOutOfRangeRowsFollowLogSoftmax) {
+  // Rows: some -inf logits (ignored), all -inf (NaN), a +inf logit (NaN), a NaN logit (NaN), a
+  // target past the end and a negative target (NaN, no read outside the row).
+  const float inf = INFINITY;
+  auto logits = torch::randn({6, 16});
+  logits.index_put_({0, at::indexing::Slice(0, 8)}, -inf);
+  logits[1].fill_(-inf);
+  logits[2][3] = inf;
+  logits[3][5] = NAN;
+  const auto targets = torch::tensor({9, 0, 1, 1, 16, -1}, at::kLong);
+  const auto got = run_target_logprobs(logits, targets, torch::ones({6}));
+
+  const auto row0 = logits[0].to(at::kDouble).log_softmax(-1);
+  EXPECT_NEAR(got.out[0].item<float>(), row0[9].item<double>(), 1e-5);
+  EXPECT_EQ(got.grad[0].narrow(0, 0, 8).abs().max().item<float>(), 0.0f);  // -inf: exp gives 0
+  for (int64_t row = 1; row < 6; ++row) EXPECT_TRUE(std::isnan(got.out[row].item<float>())) << row;
 }
 
 }  // namespace
