@@ -12,6 +12,12 @@ TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))
 export LD_LIBRARY_PATH=$PWD/.devlibs/lib:$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export DEMIX_PYTHON=python3
 bin=.devlibs/bin
+# Built on Debian 12 here: if a library is missing there, say which and stop (then build there).
+if ! $bin/demix --help > /dev/null 2> "$OUT/start.log"; then
+  cat "$OUT/start.log"
+  ldd $bin/demix | grep 'not found'
+  exit 1
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 gpu_tests='*Cuda*:*Gpu*:ColumnSums*:LayerNorm*:ExpertMlps*:Bf16Linear*:TargetLogprobs*'
 $bin/demix_tests --gtest_filter="$gpu_tests" 2>&1 | tail -40 | tee "$OUT/unit_tests.log"

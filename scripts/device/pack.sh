@@ -20,4 +20,7 @@ cp "${binaries[@]}" .devlibs/bin/
 ldd "${binaries[@]}" | awk '$3 ~ /^\/(usr\/)?lib\/x86_64-linux-gnu\// {print $3}' | sort -u |
   grep -E 'yaml-cpp|spdlog|fmt|sentencepiece|gtest|gmock|gloo|protobuf|absl' |
   xargs -r cp -L -t .devlibs/lib/
+# The CUDA runtime our kernels link (the toolkit's here; where the device's toolkit keeps its copy
+# is not known, and the binaries' run path names this machine's).
+ldd "${binaries[@]}" | awk '$1 ~ /^libcudart\.so/ {print $3}' | sort -u | xargs -r cp -L -t .devlibs/lib/
 du -sh .devlibs data/tokens/spm32k data/tokens/spm8k
