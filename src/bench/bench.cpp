@@ -24,6 +24,7 @@
 #include "demix/core/safetensors.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
+#include "demix/model/cpu_gemm.h"
 #include "demix/train/trainer.h"
 
 namespace demix::bench {
@@ -165,11 +166,15 @@ std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::str
 
 }  // namespace
 
-double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n) {
+double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n,
+                        model::CpuGemm library) {
   const auto options = at::TensorOptions().dtype(dtype).device(resolve_device(device));
   const auto a = at::randn({n, n}, options), b = at::randn({n, n}, options);
   auto c = at::empty({n, n}, options);
-  const double seconds = median_seconds(1, 5, device, [&] { at::mm_out(c, a, b); });
+  const auto in_use = model::cpu_gemm();
+  model::set_cpu_gemm(library);
+  const double seconds = median_seconds(1, 5, device, [&] { model::gemm_out(c, a, b); });
+  model::set_cpu_gemm(in_use);
   return 2.0 * double(n) * double(n) * double(n) / seconds;
 }
 
@@ -188,16 +193,27 @@ std::string run_bench(Config config, const BenchOptions& options) {
   fs::remove_all(config.train.out_dir);
   if (config.train.threads > 0) at::set_num_threads(int(config.train.threads));
   const int threads = at::get_num_threads();
+  const auto cpu_gemm = model::use_cpu_gemm(config.train.cpu_gemm);
 
   // MFU against the peak of the dtype the matmuls run in, measured before and after the training
   // steps and the higher kept: on a shared machine one measurement can land in a neighbour's burst
-  // (152 and 303 GFLOP/s seen in two runs here), which would inflate the MFU.
+  // (152 and 303 GFLOP/s seen in two runs here), which would inflate the MFU. On a CPU in fp32
+  // the peak is the higher of ATen's (MKL) and OpenBLAS's where it loads, whichever runs ours.
   const bool bf16 = config.train.precision == "bf16";
   const auto gemm_dtype = bf16 ? at::kBFloat16 : at::kFloat;
   // A GPU needs a larger product than a CPU to reach its peak.
   const int64_t gemm_n = compute_device.is_cuda() ? 8192 : 2048;
-  spdlog::info("bench: measuring the {} GEMM peak", bf16 ? "bf16" : "fp32");
-  double peak = gemm_flops_per_s(gemm_dtype, device, gemm_n);
+  std::map<model::CpuGemm, double> peaks;  // per library
+  std::vector<model::CpuGemm> libraries = {model::CpuGemm::kAten};
+  if (compute_device.is_cpu() && !bf16 && model::openblas_available())
+    libraries.push_back(model::CpuGemm::kOpenBlas);
+  auto measure_peaks = [&] {
+    spdlog::info("bench: measuring the {} GEMM peak", bf16 ? "bf16" : "fp32");
+    for (const auto library : libraries)
+      peaks[library] =
+          std::max(peaks[library], gemm_flops_per_s(gemm_dtype, device, gemm_n, library));
+  };
+  measure_peaks();
   reset_peak_device_memory(compute_device);
   train::Trainer trainer(config);
   auto& model = trainer.model();
@@ -268,7 +284,9 @@ std::string run_bench(Config config, const BenchOptions& options) {
   const double peak_device_mb =  // training's, before the second GEMM's buffers
       double(peak_device_memory_bytes(compute_device)) / 1048576.0;
   const double tokens_per_s = double(tokens_per_step) / step_s;
-  peak = std::max(peak, gemm_flops_per_s(gemm_dtype, device, gemm_n));
+  measure_peaks();
+  double peak = 0;
+  for (const auto& [library, flops] : peaks) peak = std::max(peak, flops);
   const double active = active_parameters(model, E);
   const auto& m = config.model;
   const double flops_per_token =
@@ -307,6 +325,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
       .add("precision", config.train.precision)
       .add("fused_cuda_kernels", config.train.fused_cuda_kernels)
       .add("gemm_flops_per_s", peak)
+      .add("cpu_gemm", model::to_string(cpu_gemm))
       .add("parameters", int64_t(model.num_params()))
       .add("active_parameters", active)
       .add("flops_per_token", flops_per_token)
@@ -346,11 +365,21 @@ std::string run_bench(Config config, const BenchOptions& options) {
   table += "\n| evaluation | tokens/s |\n|---|---:|\n";
   for (const auto& [name, rate] : eval_rates)
     table += "| " + name + " | " + fmt("%.0f", rate) + " |\n";
+  std::string per_library;
+  for (const auto& [library, flops] : peaks) {
+    report.add(std::string(model::to_string(library)) + "_gemm_flops_per_s", flops);
+    if (peaks.size() > 1)
+      per_library += std::string(per_library.empty() ? ": " : ", ") + model::to_string(library) +
+                     " " + fmt("%.1f", flops / 1e9);
+  }
   table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s " + config.train.precision + " GEMM peak (" +
-           std::to_string(gemm_n) + "^3, measured) on " + device + ", " + std::to_string(threads) +
-           " threads; " + fmt("%.2f", active / 1e6) + "M active parameters, " +
-           fmt("%.1f", flops_per_token / 1e6) + " MFLOP/token; peak RSS " +
-           fmt("%.0f", peak_rss_mb) + " MB; initial loss " + fmt("%.6f", initial_loss) + "\n";
+           std::to_string(gemm_n) + "^3, measured" + per_library + ") on " + device +
+           (compute_device.is_cpu() ? std::string(", ours through ") + model::to_string(cpu_gemm)
+                                    : std::string()) +
+           ", " + std::to_string(threads) + " threads; " + fmt("%.2f", active / 1e6) +
+           "M active parameters, " + fmt("%.1f", flops_per_token / 1e6) +
+           " MFLOP/token; peak RSS " + fmt("%.0f", peak_rss_mb) + " MB; initial loss " +
+           fmt("%.6f", initial_loss) + "\n";
   if (peak_device_mb > 0) {
     table += "Peak device memory (allocated): demix " + fmt("%.0f", peak_device_mb) + " MB";
     for (const auto& [variant, mb] : reference_peak_mb)

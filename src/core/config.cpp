@@ -271,6 +271,8 @@ void Config::validate(const std::string& source) const {
   if (train.threads < 0 || train.eval_every < 0 || train.checkpoint_every < 0)
     fail("train.threads, eval_every, checkpoint_every: expected >= 0");
   if (train.out_dir.empty()) fail("train.out_dir: expected a directory");
+  if (train.cpu_gemm != "auto" && train.cpu_gemm != "aten" && train.cpu_gemm != "openblas")
+    fail("train.cpu_gemm=" + train.cpu_gemm + ": expected auto, aten or openblas");
   if (train.precision != "fp32" && train.precision != "bf16")
     fail("train.precision=" + train.precision + ": expected fp32 or bf16");
   for (const auto& d : train.train_domains)

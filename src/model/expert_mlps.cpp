@@ -6,6 +6,7 @@
 #include <ATen/record_function.h>
 #include <torch/autograd.h>
 
+#include "demix/model/cpu_gemm.h"
 #include "demix/model/fused_cuda.h"
 #include "demix/model/gelu.h"
 #include "demix/model/mixed_precision.h"
@@ -50,7 +51,7 @@ class ExpertRows {
 // into = a @ b, where into is of a's dtype or fp32 (bf16 operands, fp32 result).
 void mm_into(at::Tensor& into, const at::Tensor& a, const at::Tensor& b) {
   if (into.scalar_type() == a.scalar_type())
-    at::mm_out(into, a, b);
+    gemm_out(into, a, b);
   else
     mm_into_fp32_out(into, a, b);
 }
@@ -72,10 +73,10 @@ struct ExpertMlps : torch::autograd::Function<ExpertMlps> {
     std::vector<at::Tensor> pre(rows.size()), act(rows.size());
     for_each_expert(on_threads, G, [&](int64_t g) {
       const auto* p = &cast[size_t(4 * g)];
-      pre[size_t(g)] = at::addmm(p[1], part.of(xc, g), p[0].t());
+      pre[size_t(g)] = gemm(part.of(xc, g), p[0].t(), p[1]);
       act[size_t(g)] = gelu_tanh(pre[size_t(g)]);
       auto out = part.of(y, g);
-      at::addmm_out(out, p[3], act[size_t(g)], p[2].t());
+      gemm_out(out, act[size_t(g)], p[2].t(), p[3]);
     });
     variable_list saved = {xc};
     for (int64_t g = 0; g < G; ++g) saved.insert(saved.end(), {cast[4 * g], cast[4 * g + 2]});
@@ -112,7 +113,7 @@ struct ExpertMlps : torch::autograd::Function<ExpertMlps> {
       if (need(2)) out[1 + i + 2] = mm_into_fp32(gy_g.t(), act[g]);
       if (need(3)) out[1 + i + 3] = column_sums(gy_g);
       if (!need(0) && !need(1) && !out[0].defined()) return;
-      const auto gact = gy_g.mm(weights[2 * g + 1]);
+      const auto gact = gemm(gy_g, weights[2 * g + 1]);
       at::Tensor dpre;
       if (need(1))
         std::tie(dpre, out[1 + i + 1]) = gelu_tanh_backward_and_column_sums(gact, pre[g]);

@@ -9,6 +9,7 @@
 #include "demix/core/hash.h"
 #include "demix/model/demix_block.h"
 #include "demix/model/layer_norm.h"
+#include "demix/model/linear_map.h"
 #include "demix/model/target_logprobs.h"
 
 namespace demix::model {
@@ -159,12 +160,12 @@ void GptImpl::set_active_experts(const std::vector<int64_t>& experts) {
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens, const Routing& routing) {
-  return torch::matmul(hidden(tokens, routing, nullptr), wte->weight.t());  // tied: (B, T, V)
+  return linear_map(hidden(tokens, routing, nullptr), wte->weight);  // tied: (B, T, V)
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens, const Routing& routing,
                                KvCache& cache) {
-  return torch::matmul(hidden(tokens, routing, &cache), wte->weight.t());
+  return linear_map(hidden(tokens, routing, &cache), wte->weight);
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets,

@@ -1,6 +1,6 @@
 #include "demix/model/lora.h"
 
-#include "demix/model/bf16_linear.h"
+#include "demix/model/linear_map.h"
 
 namespace demix::model {
 
@@ -14,9 +14,7 @@ torch::Tensor LoraImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor linear(const torch::nn::Linear& layer, Lora& lora, const torch::Tensor& x) {
-  auto y = wants_bf16_linear(x, layer->weight, layer->bias)
-               ? bf16_linear(x, layer->weight, layer->bias)
-               : at::linear(x, layer->weight, layer->bias);
+  auto y = linear_map(x, layer->weight, layer->bias);
   return lora ? y + lora->forward(x) : y;
 }
 

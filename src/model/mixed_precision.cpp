@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "demix/model/cpu_gemm.h"
 #include "demix/model/fused_cuda.h"
 
 #ifdef DEMIX_CUDA_KERNELS
@@ -14,14 +15,14 @@
 namespace demix::model {
 
 at::Tensor mm_into_fp32(const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != at::kBFloat16) return at::mm(a, b);
+  if (a.scalar_type() != at::kBFloat16) return gemm(a, b);
   if (a.is_cuda()) return at::mm(a, b, at::kFloat);
   return at::mm(a.to(at::kFloat), b.to(at::kFloat));
 }
 
 void mm_into_fp32_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != at::kBFloat16)
-    at::mm_out(out, a, b);
+    gemm_out(out, a, b);
   else if (a.is_cuda())
     at::mm_out(out, a, b, at::kFloat);
   else

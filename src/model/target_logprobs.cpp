@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "demix/model/cpu_gemm.h"
 #include "demix/model/vector_math.h"
 
 #ifdef DEMIX_CUDA_KERNELS
@@ -318,7 +319,7 @@ at::Tensor head_target_logprobs(const at::Tensor& hidden, const at::Tensor& weig
   if (hits) *hits = at::empty({N}, hidden.options().dtype(at::kBool));
   for (int64_t start = 0; start < N; start += rows) {
     const int64_t n = std::min(rows, N - start);
-    const auto logits = at::matmul(hidden.narrow(0, start, n), weight.t());
+    const auto logits = gemm(hidden.narrow(0, start, n), weight.t());
     const auto chunk_targets = targets.narrow(0, start, n);
     if (hits) hits->narrow(0, start, n).copy_(logits.argmax(-1).eq(chunk_targets));
     out.narrow(0, start, n).copy_(target_logprobs(logits, chunk_targets));

@@ -14,6 +14,7 @@
 #include "demix/core/error.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
+#include "demix/model/cpu_gemm.h"
 #include "demix/model/fused_cuda.h"
 
 namespace demix::train {
@@ -49,6 +50,7 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       schedule_(config_.optim, config_.train.steps) {
   if (config_.train.threads > 0) at::set_num_threads(int(config_.train.threads));
   model::set_fused_cuda_kernels(config_.train.fused_cuda_kernels);
+  const auto cpu_gemm = model::use_cpu_gemm(config_.train.cpu_gemm);
   const auto checkpoint = find_resume(config_, resume);
   faults_ = FaultInjection::from_environment(rank_);
 
@@ -82,11 +84,12 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   if (groups_) spdlog::info("{}", placement_.describe());
   spdlog::info(
       "model on rank {}: {:.2f}M parameters ({:.2f}M shared, {} of {} experts); "
-      "{} train tokens/step over {} ranks",
+      "{} train tokens/step over {} ranks{}",
       rank_, model_->num_params() / 1e6, model_->num_params(false) / 1e6, hosted.size(),
       config_.n_experts(),
       config_.train.grad_accum * batcher_->rows() * config_.model.seq_len * placement_.world_size(),
-      placement_.world_size());
+      placement_.world_size(),
+      device_.is_cpu() ? std::string("; CPU GEMMs: ") + model::to_string(cpu_gemm) : "");
   if (grad_sync_)
     spdlog::info("all-reduce per step on rank {}: {} B shared, {} B expert ({:.2f} MB)", rank_,
                  grad_sync_->shared_bytes(), grad_sync_->expert_bytes(),

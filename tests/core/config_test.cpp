@@ -128,6 +128,10 @@ TEST(ConfigTest, RejectsExpertOnlyTrainingOfADenseModel) {
   expect_error(kMinimal, {"model.ff=dense", "train.trainable=experts"},
                "train.trainable=experts needs model.ff=demix");
 }
+TEST(ConfigTest, RejectsUnknownCpuGemm) {
+  expect_error(kMinimal, {"train.cpu_gemm=mkl"},
+               "train.cpu_gemm=mkl: expected auto, aten or openblas");
+}
 TEST(ConfigTest, RejectsUnknownAdaptInit) {
   expect_error(kMinimal, {"adapt.init=random"}, "adapt.init=random: expected closest or merge");
 }

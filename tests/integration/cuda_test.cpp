@@ -11,28 +11,17 @@
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
-#include <filesystem>
-
 #include "demix/core/config.h"
 #include "demix/train/trainer.h"
-#include "support/fused_cuda_guard.h"
+#include "support/scoped_switch.h"
 #include "support/tensor_compare.h"
+#include "support/tiny_step_config.h"
 
 namespace demix {
 namespace {
 
-Config tiny_on(const std::string& device, const std::string& precision = "fp32",
-               const std::string& run = "") {
-  const auto out = std::filesystem::temp_directory_path() / ("demix_cuda_test_" + device + run);
-  std::filesystem::remove_all(out);
-  // No clipping: the step's gradients are then the backward's own on both devices.
-  return load_config(
-      "configs/tiny.yaml",
-      {"model.n_layer=2", "train.device=" + device, "train.precision=" + precision,
-       "optim.grad_clip=0", "optim.warmup_steps=1", "train.out_dir=" + out.string()});
-}
-
 using test_support::relative_norm_difference;
+using test_support::tiny_step_config;
 
 #define SKIP_WITHOUT_CUDA() \
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
@@ -41,7 +30,7 @@ TEST(CudaTest, TrainStepOnTheGpuEqualsTheCpuStep) {
   SKIP_WITHOUT_CUDA();
   for (const bool fused : {false, true}) {
     SCOPED_TRACE(fused ? "fused CUDA kernels" : "ATen");
-    train::Trainer cpu(tiny_on("cpu")), gpu(tiny_on("cuda"));
+    train::Trainer cpu(tiny_step_config("cpu")), gpu(tiny_step_config("cuda"));
     const test_support::FusedCudaKernels kernels(fused);  // after the trainers set it from config
     for (int step = 0; step < 2; ++step) {
       const auto on_cpu = cpu.train_step(), on_gpu = gpu.train_step();
@@ -65,7 +54,8 @@ TEST(CudaTest, TrainStepOnTheGpuEqualsTheCpuStep) {
 // gradients), so the two differ by rounding order only.
 TEST(CudaTest, FusedBf16StepMatchesTheAtenBf16Step) {
   SKIP_WITHOUT_CUDA();
-  train::Trainer aten(tiny_on("cuda", "bf16", "_aten")), fused(tiny_on("cuda", "bf16", "_fused"));
+  train::Trainer aten(tiny_step_config("cuda", "bf16", "_aten")),
+      fused(tiny_step_config("cuda", "bf16", "_fused"));
   for (int step = 0; step < 2; ++step) {
     train::StepResult a, f;
     {
@@ -84,7 +74,7 @@ TEST(CudaTest, FusedBf16StepMatchesTheAtenBf16Step) {
 
 TEST(CudaTest, Bf16StepLossIsCloseToTheFp32Loss) {
   SKIP_WITHOUT_CUDA();
-  train::Trainer fp32(tiny_on("cpu")), bf16(tiny_on("cuda", "bf16"));
+  train::Trainer fp32(tiny_step_config("cpu")), bf16(tiny_step_config("cuda", "bf16"));
   EXPECT_LT(relative_norm_difference(bf16.train_step().loss, fp32.train_step().loss), 1e-2);
 }
 
@@ -95,7 +85,7 @@ TEST(CudaTest, TrainStepMakesNoHostSync) {
   SKIP_WITHOUT_CUDA();
   for (const bool fused : {false, true}) {
     SCOPED_TRACE(fused ? "fused CUDA kernels" : "ATen");
-    train::Trainer gpu(tiny_on("cuda", "bf16"));
+    train::Trainer gpu(tiny_step_config("cuda", "bf16"));
     const test_support::FusedCudaKernels kernels(fused);
     gpu.train_step();  // the first step creates handles and the pinned-memory pool
     auto& warnings = c10::cuda::warning_state();

@@ -9,7 +9,7 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
-#include "support/fused_cuda_guard.h"
+#include "support/scoped_switch.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {

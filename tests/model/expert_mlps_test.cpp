@@ -12,7 +12,7 @@
 
 #include "demix/core/autocast.h"
 #include "demix/model/mlp.h"
-#include "support/fused_cuda_guard.h"
+#include "support/scoped_switch.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {
@@ -109,6 +109,15 @@ TEST(ExpertMlpsTest, MatchesPerExpertAutogradInFloat64) {
 
 TEST(ExpertMlpsTest, MatchesPerExpertAutogradInFloat32) {
   expect_matches(make_case(torch::kFloat), 1e-5);  // through the CPU GELU kernel
+}
+
+// Each expert's GEMMs through OpenBLAS, from the experts' threads.
+TEST(ExpertMlpsTest, MatchesPerExpertAutogradThroughOpenBlasOnThreads) {
+  const test_support::CpuGemmLibrary openblas(CpuGemm::kOpenBlas);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  expect_matches(make_case(torch::kFloat), 1e-5);
+  at::set_num_threads(threads);
 }
 
 TEST(ExpertMlpsTest, AFrozenExpertGetsNoGradient) {

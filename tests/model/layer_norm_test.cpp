@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "demix/core/autocast.h"
-#include "support/fused_cuda_guard.h"
+#include "support/scoped_switch.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {

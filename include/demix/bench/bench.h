@@ -8,6 +8,7 @@
 #include <string>
 
 #include "demix/core/config.h"
+#include "demix/model/cpu_gemm.h"
 #include "demix/core/json.h"
 
 namespace demix::bench {
@@ -27,7 +28,9 @@ struct BenchOptions {
 // Throws Error when the reference's loss differs from ours.
 std::string run_bench(Config config, const BenchOptions& options);
 
-// Median FLOP/s of an n x n x n matmul in `dtype` on `device` (the machine's attainable peak).
-double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n = 2048);
+// Median FLOP/s of an n x n x n matmul in `dtype` on `device` (the machine's attainable peak),
+// through `library` on a CPU (model/cpu_gemm.h; ATen's on any other device).
+double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n = 2048,
+                        model::CpuGemm library = model::CpuGemm::kAten);
 
 }  // namespace demix::bench

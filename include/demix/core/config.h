@@ -130,6 +130,7 @@ struct TrainConfig {
   std::string nonfinite = "skip";
   int64_t nonfinite_limit = 10;
   bool fused_cuda_kernels = false;
+  std::string cpu_gemm = "auto";
 
   template <class V>
   void visit(V& v) {
@@ -137,6 +138,9 @@ struct TrainConfig {
     v("grad_accum", grad_accum, "micro-batches accumulated per optimizer step");
     v("seed", seed, "seed of the parameter initialisation");
     v("threads", threads, "intra-op CPU threads; 0 = all cores");
+    v("cpu_gemm", cpu_gemm,
+      "library of the fp32 GEMMs on a CPU: aten (MKL), openblas (Debian's libopenblas0-openmp), "
+      "or auto: openblas on AMD CPUs, where MKL is slow (include/demix/model/cpu_gemm.h)");
     v("device", device, "cpu, cuda or cuda:N");
     v("precision", precision,
       "fp32, or bf16: forward matmuls and attention under bfloat16 autocast; parameters, "

@@ -17,9 +17,9 @@ struct LoraImpl : torch::nn::Module {
 };
 TORCH_MODULE(Lora);
 
-// layer(x), plus the adapter's output when there is one. Through at::linear, whose bias rides in
-// the GEMM (addmm) for any input rank: torch::nn::Linear's forward does matmul, then a separate
-// += bias pass over the output, for 3-D inputs.
+// layer(x), plus the adapter's output when there is one. Through linear_map (linear_map.h), not
+// torch::nn::Linear's forward, which does matmul, then a separate += bias pass over the output,
+// for 3-D inputs.
 torch::Tensor linear(const torch::nn::Linear& layer, Lora& lora, const torch::Tensor& x);
 
 }  // namespace demix::model
