@@ -8,8 +8,8 @@
 #include <string>
 
 #include "demix/core/config.h"
-#include "demix/model/cpu_gemm.h"
 #include "demix/core/json.h"
+#include "demix/model/cpu_gemm.h"
 
 namespace demix::bench {
 
