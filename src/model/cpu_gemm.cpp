@@ -1,6 +1,7 @@
 #include "demix/model/cpu_gemm.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <cpuid.h>
 #include <dlfcn.h>
 
@@ -87,11 +88,13 @@ bool fp32_cpu_matrix(const at::Tensor& t) {
          t.size(1) > 0 && t.size(0) <= INT_MAX && t.size(1) <= INT_MAX;
 }
 
-// out = a @ b + beta * out through OpenBLAS; false (nothing done) where the layouts do not fit.
+// out = a @ b + beta * out through OpenBLAS; false (nothing done) where it did not load or the
+// layouts do not fit.
 bool openblas_gemm(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, float beta) {
-  if (!fp32_cpu_matrix(a) || !fp32_cpu_matrix(b) || !fp32_cpu_matrix(out)) return false;
+  if (openblas().sgemm == nullptr || !fp32_cpu_matrix(a) || !fp32_cpu_matrix(b) || !fp32_cpu_matrix(out)) return false;
   const auto A = operand(a), B = operand(b), C = operand(out);
   if (!A.ok || !B.ok || !C.ok || C.trans != kNoTrans) return false;
+  RECORD_FUNCTION("demix::openblas_sgemm", std::vector<c10::IValue>({a, b}));  // for --profile
   openblas().sgemm(kRowMajor, A.trans, B.trans, int(a.size(0)), int(b.size(1)), int(a.size(1)),
                    1.0f, a.const_data_ptr<float>(), A.ld, b.const_data_ptr<float>(), B.ld, beta,
                    out.mutable_data_ptr<float>(), C.ld);

@@ -113,6 +113,7 @@ TEST(ExpertMlpsTest, MatchesPerExpertAutogradInFloat32) {
 
 // Each expert's GEMMs through OpenBLAS, from the experts' threads.
 TEST(ExpertMlpsTest, MatchesPerExpertAutogradThroughOpenBlasOnThreads) {
+  if (!openblas_available()) GTEST_SKIP() << "no OpenBLAS (CpuGemmTest.OpenBlasLoads says why)";
   const test_support::CpuGemmLibrary openblas(CpuGemm::kOpenBlas);
   const int threads = at::get_num_threads();
   at::set_num_threads(2);

@@ -23,7 +23,7 @@ enum class CpuGemm { kAten, kOpenBlas };
 // OpenBLAS on AMD CPUs where it loads, else ATen. Throws std::invalid_argument on another value.
 CpuGemm parse_cpu_gemm(const std::string& choice);
 const char* to_string(CpuGemm gemm);
-// Process-wide; ATen until set.
+// Process-wide; ATen until set (and wherever OpenBLAS did not load).
 void set_cpu_gemm(CpuGemm gemm);
 // parse_cpu_gemm, then set_cpu_gemm; returns the library chosen.
 CpuGemm use_cpu_gemm(const std::string& choice);
