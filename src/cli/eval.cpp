@@ -14,7 +14,6 @@
 #include "demix/eval/mixture.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
-#include "demix/model/cpu_gemm.h"
 #include "demix/train/checkpoint.h"
 #include "options.h"
 
@@ -36,8 +35,7 @@ EvalModel load_eval_model(const std::string& path, const std::vector<std::string
   EvalModel m;
   m.checkpoint = train::resolve_checkpoint(path);
   m.config = with_overrides(train::checkpoint_config(m.checkpoint), overrides);
-  if (m.config.train.threads > 0) at::set_num_threads(int(m.config.train.threads));
-  model::use_cpu_gemm(m.config.train.cpu_gemm);
+  use_cpu_settings(m.config);
   m.groups = join_process_groups(m.config);
   auto gpt = model::GptConfig::from(m.config);
   if (m.groups && gpt.n_experts > 0) {
