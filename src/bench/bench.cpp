@@ -191,9 +191,8 @@ std::string run_bench(Config config, const BenchOptions& options) {
   config.train.eval_every = 0;
   config.train.checkpoint_every = 0;
   fs::remove_all(config.train.out_dir);
-  if (config.train.threads > 0) at::set_num_threads(int(config.train.threads));
+  const auto cpu_gemm = model::use_cpu_settings(config.train);
   const int threads = at::get_num_threads();
-  const auto cpu_gemm = model::use_cpu_gemm(config.train.cpu_gemm);
 
   // MFU against the peak of the dtype the matmuls run in, measured before and after the training
   // steps and the higher kept: on a shared machine one measurement can land in a neighbour's burst

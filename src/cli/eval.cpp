@@ -14,6 +14,7 @@
 #include "demix/eval/mixture.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
+#include "demix/model/cpu_gemm.h"
 #include "demix/train/checkpoint.h"
 #include "options.h"
 
@@ -35,7 +36,7 @@ EvalModel load_eval_model(const std::string& path, const std::vector<std::string
   EvalModel m;
   m.checkpoint = train::resolve_checkpoint(path);
   m.config = with_overrides(train::checkpoint_config(m.checkpoint), overrides);
-  use_cpu_settings(m.config);
+  model::use_cpu_settings(m.config.train);
   m.groups = join_process_groups(m.config);
   auto gpt = model::GptConfig::from(m.config);
   if (m.groups && gpt.n_experts > 0) {

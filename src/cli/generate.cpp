@@ -8,6 +8,7 @@
 #include "demix/data/tokenizer.h"
 #include "demix/eval/mixture.h"
 #include "demix/generate/generator.h"
+#include "demix/model/cpu_gemm.h"
 #include "demix/train/checkpoint.h"
 #include "options.h"
 
@@ -48,7 +49,7 @@ void add_generate_command(CLI::App& app) {
     if (args->max_tokens < 0) throw Error("--max-tokens: expected >= 0");
     const auto checkpoint = train::resolve_checkpoint(args->checkpoint);
     const auto config = with_overrides(train::checkpoint_config(checkpoint), args->overrides);
-    use_cpu_settings(config);
+    model::use_cpu_settings(config.train);
     const auto& domains = config.data.domains;
     const bool has_experts = config.n_experts() > 0;
 

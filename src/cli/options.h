@@ -3,8 +3,6 @@
 // Options every config-driven subcommand shares: --config FILE and repeated --set
 // section.key=value.
 
-#include <ATen/Parallel.h>
-
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
@@ -13,7 +11,6 @@
 
 #include "demix/core/config.h"
 #include "demix/dist/process_groups.h"
-#include "demix/model/cpu_gemm.h"
 
 namespace demix::cli {
 
@@ -27,13 +24,6 @@ struct ConfigOptions {
   }
   Config load() const { return load_config(path, overrides); }
 };
-
-// train.threads and train.cpu_gemm, for the commands that run a model without a Trainer (which
-// applies them itself).
-inline void use_cpu_settings(const Config& config) {
-  if (config.train.threads > 0) at::set_num_threads(int(config.train.threads));
-  model::use_cpu_gemm(config.train.cpu_gemm);
-}
 
 // The process groups of a torchrun / demix launch (nullptr when WORLD_SIZE is 1). Sets a
 // rank-tagged log pattern, quiets ranks other than 0, and binds "cuda" to cuda:LOCAL_RANK.

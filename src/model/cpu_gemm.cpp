@@ -1,6 +1,7 @@
 #include "demix/model/cpu_gemm.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <cpuid.h>
 #include <dlfcn.h>
@@ -88,16 +89,22 @@ bool fp32_cpu_matrix(const at::Tensor& t) {
          t.size(1) > 0 && t.size(0) <= INT_MAX && t.size(1) <= INT_MAX;
 }
 
-// out = a @ b + beta * out through OpenBLAS; false (nothing done) where it did not load or the
-// layouts do not fit.
-bool openblas_gemm(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, float beta) {
-  if (openblas().sgemm == nullptr || !fp32_cpu_matrix(a) || !fp32_cpu_matrix(b) || !fp32_cpu_matrix(out)) return false;
+// out = a @ b (+ bias) through OpenBLAS; false (nothing done) where it did not load or the
+// tensors do not fit (dtype, device, layout).
+bool openblas_gemm(at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
+                   const at::Tensor& bias) {
+  if (openblas().sgemm == nullptr || !fp32_cpu_matrix(a) || !fp32_cpu_matrix(b) ||
+      !fp32_cpu_matrix(out) ||
+      (bias.defined() && !(bias.is_cpu() && bias.scalar_type() == at::kFloat)))
+    return false;
   const auto A = operand(a), B = operand(b), C = operand(out);
   if (!A.ok || !B.ok || !C.ok || C.trans != kNoTrans) return false;
   RECORD_FUNCTION("demix::openblas_sgemm", std::vector<c10::IValue>({a, b}));  // for --profile
+  // A bias is copied into every row first, then the product is added to it (beta = 1).
+  if (bias.defined()) out.copy_(bias.expand_as(out));
   openblas().sgemm(kRowMajor, A.trans, B.trans, int(a.size(0)), int(b.size(1)), int(a.size(1)),
-                   1.0f, a.const_data_ptr<float>(), A.ld, b.const_data_ptr<float>(), B.ld, beta,
-                   out.mutable_data_ptr<float>(), C.ld);
+                   1.0f, a.const_data_ptr<float>(), A.ld, b.const_data_ptr<float>(), B.ld,
+                   bias.defined() ? 1.0f : 0.0f, out.mutable_data_ptr<float>(), C.ld);
   return true;
 }
 
@@ -126,8 +133,9 @@ const char* to_string(CpuGemm gemm) { return gemm == CpuGemm::kOpenBlas ? "openb
 
 void set_cpu_gemm(CpuGemm gemm) { current.store(gemm); }
 
-CpuGemm use_cpu_gemm(const std::string& choice) {
-  const auto gemm = parse_cpu_gemm(choice);
+CpuGemm use_cpu_settings(const TrainConfig& train) {
+  if (train.threads > 0) at::set_num_threads(int(train.threads));
+  const auto gemm = parse_cpu_gemm(train.cpu_gemm);
   set_cpu_gemm(gemm);
   return gemm;
 }
@@ -139,11 +147,7 @@ void gemm_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, const a
                   out.size(0) == a.size(0) && out.size(1) == b.size(1),
               "gemm_out: expected out (m, n) = a (m, k) @ b (k, n), got ", out.sizes(), ", ",
               a.sizes(), ", ", b.sizes());
-  if (cpu_gemm() == CpuGemm::kOpenBlas && (!bias.defined() || bias.is_cpu())) {
-    // A bias is copied into every row first, then the product is added to it (beta = 1).
-    if (bias.defined() && fp32_cpu_matrix(out)) out.copy_(bias.expand_as(out));
-    if (openblas_gemm(out, a, b, bias.defined() ? 1.0f : 0.0f)) return;
-  }
+  if (cpu_gemm() == CpuGemm::kOpenBlas && openblas_gemm(out, a, b, bias)) return;
   if (bias.defined())
     at::addmm_out(out, bias, a, b);
   else

@@ -48,9 +48,8 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       placement_(groups ? groups->placement() : dist::Placement(1, int(config_.n_experts()))),
       rank_(groups ? groups->rank() : 0),
       schedule_(config_.optim, config_.train.steps) {
-  if (config_.train.threads > 0) at::set_num_threads(int(config_.train.threads));
   model::set_fused_cuda_kernels(config_.train.fused_cuda_kernels);
-  const auto cpu_gemm = model::use_cpu_gemm(config_.train.cpu_gemm);
+  const auto cpu_gemm = model::use_cpu_settings(config_.train);
   const auto checkpoint = find_resume(config_, resume);
   faults_ = FaultInjection::from_environment(rank_);
 

@@ -15,6 +15,8 @@
 
 #include <string>
 
+#include "demix/core/config.h"
+
 namespace demix::model {
 
 enum class CpuGemm { kAten, kOpenBlas };
@@ -25,8 +27,9 @@ CpuGemm parse_cpu_gemm(const std::string& choice);
 const char* to_string(CpuGemm gemm);
 // Process-wide; ATen until set (and wherever OpenBLAS did not load).
 void set_cpu_gemm(CpuGemm gemm);
-// parse_cpu_gemm, then set_cpu_gemm; returns the library chosen.
-CpuGemm use_cpu_gemm(const std::string& choice);
+// A run's CPU settings applied to this process: train.threads (if > 0) and train.cpu_gemm
+// (parse_cpu_gemm, then set_cpu_gemm). Returns the library chosen.
+CpuGemm use_cpu_settings(const TrainConfig& train);
 CpuGemm cpu_gemm();
 // Whether an OpenMP (or single-threaded) OpenBLAS loaded; if not, why not.
 bool openblas_available(std::string* why_not = nullptr);
