@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -47,6 +48,9 @@ class SectionReader {
       throw Error(where_ + "." + key + ": expected " + type_name(field) + ", got '" +
                   YAML::Dump(value) + "'");
     }
+    if (!is_finite(field))  // YAML reads .inf and .nan as numbers; no key means either
+      throw Error(where_ + "." + key + ": expected a finite number, got '" + YAML::Dump(value) +
+                  "'");
   }
 
   void finish() const {
@@ -58,6 +62,11 @@ class SectionReader {
   static void read(const YAML::Node& value, T& field) {
     field = scalar_as<T>(value);
   }
+  template <class T>
+  static bool is_finite(const T&) {
+    return true;
+  }
+  static bool is_finite(const double& value) { return std::isfinite(value); }
   template <class T>
   static void read(const YAML::Node& value, std::vector<T>& field) {
     if (!value.IsSequence()) throw YAML::BadConversion(value.Mark());
@@ -113,6 +122,20 @@ void merge_into(YAML::Node base, const YAML::Node& top) {
   }
 }
 
+// yaml-cpp keeps both entries of a key given twice and lookups see only the first: refuse it.
+void check_unique_keys(const YAML::Node& node, const std::string& path, const std::string& where) {
+  if (!node.IsMap()) return;
+  std::set<std::string> seen;
+  for (const auto& kv : node) {
+    const auto key = kv.first.Scalar();
+    const auto name = where.empty() ? key : where + "." + key;
+    if (!seen.insert(key).second)
+      throw Error(path + ":" + std::to_string(kv.first.Mark().line + 1) + ": " + name +
+                  " is given twice");
+    check_unique_keys(kv.second, path, name);
+  }
+}
+
 // Reads a YAML config; a top-level `base: other.yaml` (relative to this file) is loaded first
 // and this file's keys are layered over it.
 YAML::Node load_yaml_file(const std::string& path, int depth = 0) {
@@ -129,6 +152,7 @@ YAML::Node load_yaml_file(const std::string& path, int depth = 0) {
   }
   if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) throw Error(path + ": expected a YAML map of sections at the top level");
+  check_unique_keys(root, path, "");
   if (!root["base"]) return root;
   if (!root["base"].IsScalar()) throw Error(path + ": base: expected a file name");
   const auto base_path =
@@ -257,9 +281,6 @@ void Config::validate(const std::string& source) const {
   if (optim.schedule != "cosine" && optim.schedule != "linear" && optim.schedule != "poly")
     fail("optim.schedule=" + optim.schedule + ": expected cosine, linear or poly");
   if (optim.warmup_steps < 0) fail("optim.warmup_steps: expected >= 0");
-  if (optim.warmup_steps > train.steps)
-    fail("optim.warmup_steps=" + std::to_string(optim.warmup_steps) +
-         " exceeds train.steps=" + std::to_string(train.steps));
   if (optim.beta1 < 0 || optim.beta1 >= 1 || optim.beta2 < 0 || optim.beta2 >= 1)
     fail("optim.beta1/beta2: expected values in [0, 1)");
   if (optim.weight_decay < 0 || optim.eps <= 0 || optim.grad_clip < 0)

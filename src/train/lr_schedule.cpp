@@ -11,7 +11,7 @@ LrSchedule::LrSchedule(const OptimConfig& optim, int64_t total_steps)
     : peak_(optim.lr),
       min_(optim.min_lr),
       power_(optim.schedule == "linear" ? 1.0 : optim.poly_power),
-      warmup_(optim.warmup_steps),
+      warmup_(std::min(optim.warmup_steps, total_steps)),  // a short run warms up to its end
       total_(total_steps),
       shape_(optim.schedule) {}
 

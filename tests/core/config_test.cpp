@@ -10,8 +10,10 @@
 namespace demix {
 namespace {
 
+// ctest runs each test as its own process, several at once: each test writes its own files.
 std::string write_yaml(const std::string& name, const std::string& text) {
-  const auto path = (std::filesystem::temp_directory_path() / name).string();
+  const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const auto path = (std::filesystem::temp_directory_path() / (test + "." + name)).string();
   std::ofstream(path) << text;
   return path;
 }
@@ -93,9 +95,23 @@ TEST(ConfigTest, RejectsIndivisibleHeads) {
   expect_error(kMinimal, {"model.d_model=100", "model.n_head=3"},
                "model.d_model=100 is not divisible by model.n_head=3");
 }
-TEST(ConfigTest, RejectsWarmupBeyondSteps) {
-  expect_error(kMinimal, {"train.steps=10", "optim.warmup_steps=50"},
-               "optim.warmup_steps=50 exceeds train.steps=10");
+TEST(ConfigTest, AcceptsWarmupBeyondStepsButNotNegative) {
+  // A warm-up longer than a short run is capped by the schedule (lr_schedule_test.cpp).
+  const auto path = write_yaml("demix_warmup.yaml", kMinimal);
+  EXPECT_EQ(load_config(path, {"train.steps=10", "optim.warmup_steps=50"}).optim.warmup_steps, 50);
+  expect_error(kMinimal, {"optim.warmup_steps=-1"}, "optim.warmup_steps: expected >= 0");
+}
+TEST(ConfigTest, RejectsNonFiniteNumbers) {
+  expect_error(kMinimal, {"optim.lr=.inf"}, "optim.lr: expected a finite number, got '.inf'");
+  expect_error(std::string(kMinimal) + "eval:\n  alpha: .nan\n", {},
+               "eval.alpha: expected a finite");
+  expect_error(kMinimal, {"optim.grad_clip=-.inf"}, "optim.grad_clip: expected a finite");
+}
+TEST(ConfigTest, RejectsAKeyGivenTwice) {
+  expect_error(std::string(kMinimal) + "optim:\n  lr: 0.1\n  lr: 0.2\n", {},
+               ":5: optim.lr is given twice");
+  expect_error(std::string(kMinimal) + "optim: {lr: 0.1}\noptim: {eps: 1.0e-6}\n", {},
+               "optim is given twice");
 }
 TEST(ConfigTest, RejectsUnknownFfKind) {
   expect_error(kMinimal, {"model.ff=moe"}, "model.ff=moe: expected demix or dense");

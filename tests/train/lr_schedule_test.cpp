@@ -42,5 +42,12 @@ TEST(LrScheduleTest, LinearAndPolyShapes) {
   EXPECT_DOUBLE_EQ(linear.lr_at(13), 0.1);
 }
 
+TEST(LrScheduleTest, WarmupLongerThanTheRunIsCappedAtTheRun) {
+  LrSchedule s(optim("cosine"), 3);  // warmup_steps = 4 > 3 steps: warm up over all 3
+  EXPECT_DOUBLE_EQ(s.lr_at(0), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(s.lr_at(1), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(s.lr_at(2), 1.0);
+}
+
 }  // namespace
 }  // namespace demix::train
