@@ -85,6 +85,8 @@ std::string gpt2_config(const model::GptConfig& c, const data::Tokenizer& tokeni
       .add("attn_pdrop", 0.0)
       .add("initializer_range", c.init_std)
       .add("tie_word_embeddings", true)
+      // Both ids of this vocabulary: transformers' GPT-2 defaults (50256) lie outside it.
+      .add("bos_token_id", tokenizer.eos_id())
       .add("eos_token_id", tokenizer.eos_id())
       .add("dtype", "float32")
       .add("demix", provenance);

@@ -28,6 +28,11 @@ def check_logprobs(export, logprobs_json):
     assert ids[: len(ours)] == ours, "the exported tokenizer encodes the text differently"
 
     model = GPT2LMHeadModel.from_pretrained(export).eval()
+    vocab = model.config.vocab_size
+    for name in ("bos_token_id", "eos_token_id"):
+        token_id = getattr(model.config, name)
+        assert token_id is not None and 0 <= token_id < vocab, f"config.json {name}={token_id}"
+        assert token_id == getattr(tokenizer, name), f"config.json {name} is not the tokenizer's"
     with torch.no_grad():
         logits = model(inputs).logits.double()
     got = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
