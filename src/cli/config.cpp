@@ -43,7 +43,7 @@ void add_config_command(CLI::App& app) {
   auto options = std::make_shared<ConfigOptions>();
   auto key = std::make_shared<std::string>();
   auto* command = app.add_subcommand("config", "print the resolved config, or one key of it");
-  options->add_to(*command, /*required=*/false);  // not for --reference
+  options->add_to(*command, "optim.lr=3e-4", /*required=*/false);  // not for --reference
   command->add_option("--get", *key, "print only this key, e.g. train.out_dir");
   auto world = std::make_shared<int>(0);
   command->add_option("--comm", *world,

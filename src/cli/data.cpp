@@ -14,7 +14,7 @@ void add_data_commands(CLI::App& app) {
   auto* tokenizer = app.add_subcommand(
       "tokenizer",
       "train the sentencepiece tokenizer on a balanced sample of the training domains");
-  tokenizer_options->add_to(*tokenizer);
+  tokenizer_options->add_to(*tokenizer, "tokenizer.sample_bytes_per_domain=200000");
   tokenizer->add_flag("--force", *force, "retrain even if the model file exists");
   tokenizer->callback([tokenizer_options, force] {
     const auto config = tokenizer_options->load();
@@ -29,7 +29,7 @@ void add_data_commands(CLI::App& app) {
   auto data_options = std::make_shared<ConfigOptions>();
   auto* encode = app.add_subcommand(
       "data", "encode every domain and split into token files (training the tokenizer if needed)");
-  data_options->add_to(*encode);
+  data_options->add_to(*encode, "data.tokens_dir=data/tokens/mine");
   encode->callback([data_options] {
     const auto config = data_options->load();
     if (!std::filesystem::exists(config.tokenizer.model)) data::train_tokenizer(config);

@@ -18,9 +18,11 @@ struct ConfigOptions {
   std::string path;
   std::vector<std::string> overrides;
 
-  void add_to(CLI::App& command, bool required = true) {
+  // `example`: a key this command reads, shown in its --help.
+  void add_to(CLI::App& command, const std::string& example = "optim.lr=3e-4",
+              bool required = true) {
     command.add_option("-c,--config", path, "YAML config file")->required(required);
-    command.add_option("--set", overrides, "override a config key: --set optim.lr=3e-4");
+    command.add_option("--set", overrides, "override a config key: --set " + example);
   }
   Config load() const { return load_config(path, overrides); }
 };
