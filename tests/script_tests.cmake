@@ -4,6 +4,17 @@ add_test(NAME python.text_clean
          COMMAND ${DEMIX_PYTHON} tests/data/test_text_clean.py
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 
+# Interrupted runs: SIGINT checkpoints and stops, --resume auto continues, metrics stay unique.
+add_test(NAME train.interrupt COMMAND bash tests/train/interrupt_test.sh
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(train.interrupt PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300
+                     ENVIRONMENT "DEMIX_BIN=$<TARGET_FILE:demix>;PYTHON=${DEMIX_PYTHON}")
+
+# A command's --help shows a --set example that the command reads.
+add_test(NAME cli.set_examples
+         COMMAND bash -c "for c in data tokenizer; do \"$1\" $c --help | grep -- '--set' | grep -v optim. || { echo \"$c --help shows no --set example of its own\"; exit 1; }; done"
+                 _ $<TARGET_FILE:demix>)
+
 # Parity: the C++ logits against tests/model/parity_check.py's float64 PyTorch model, for a DEMix
 # model (experts in some layers only) and for the dense +DOMAIN-TOKEN baseline.
 foreach(variant demix domain_token)

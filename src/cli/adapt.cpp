@@ -6,6 +6,7 @@
 #include "demix/adapt/dapt.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
+#include "demix/train/stop_signal.h"
 #include "demix/train/trainer.h"
 #include "options.h"
 
@@ -19,7 +20,7 @@ void add_adapt_command(CLI::App& app) {
   command->callback([options] {
     const auto run = adapt::prepare_adaptation(options->load());
     train::Trainer trainer(run);
-    trainer.run();
+    if (const int stopped_by = trainer.run()) train::exit_by_signal(stopped_by);
     // Every old and new domain: with the cached prior (and known-domain top-1) for DEMix,
     // directly for a dense model.
     auto& model = trainer.model();

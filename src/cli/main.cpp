@@ -1,5 +1,6 @@
 // demix: train, evaluate and adapt DEMix-layer language models.
 
+#include <c10/util/Logging.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -9,8 +10,15 @@
 #include "demix/core/host_memory.h"
 #include "options.h"
 
+namespace {
+constexpr const char* kOutOfMemory =
+    "out of memory (smaller data.sequences_per_domain, eval.batch_size or model sizes): ";
+}
+
 int main(int argc, char** argv) {
   demix::keep_freed_host_memory();
+  // A failed allocation must throw (a one-line error below), not abort the process.
+  FLAGS_caffe2_use_fatal_for_enforce = false;
   CLI::App app{"demix: DEMix-layer language models (one FF expert per domain)"};
   app.require_subcommand(1);
   demix::cli::add_data_commands(app);
@@ -49,7 +57,13 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const c10::Error& e) {  // LibTorch's messages can span lines: the first says it
     const std::string what = e.what_without_backtrace();
-    std::cerr << "error: " << what.substr(0, what.find('\n')) << std::endl;
+    const bool memory = what.find("can't allocate memory") != std::string::npos ||
+                        what.find("out of memory") != std::string::npos;
+    std::cerr << "error: " << (memory ? kOutOfMemory : "") << what.substr(0, what.find('\n'))
+              << std::endl;
+    return 1;
+  } catch (const std::bad_alloc& e) {
+    std::cerr << "error: " << kOutOfMemory << e.what() << std::endl;
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << std::endl;

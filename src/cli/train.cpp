@@ -1,6 +1,7 @@
 // `demix train`: train a DEMix or dense model from a config, in one process or as one rank of a
 // torchrun-style launch (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the environment).
 
+#include "demix/train/stop_signal.h"
 #include "demix/train/trainer.h"
 #include "options.h"
 
@@ -22,8 +23,9 @@ void add_train_command(CLI::App& app) {
     }
     const auto groups = join_process_groups(config);
     train::Trainer trainer(config, *resume, groups.get());
-    trainer.run();
+    const int stopped_by = trainer.run();
     if (groups) groups->barrier();  // nobody exits while another rank still needs it
+    if (stopped_by) train::exit_by_signal(stopped_by);
   });
 }
 

@@ -7,6 +7,7 @@
 
 #include "demix/core/config.h"
 #include "demix/core/hash.h"
+#include "demix/core/memory_budget.h"
 #include "demix/model/demix_block.h"
 #include "demix/model/layer_norm.h"
 #include "demix/model/linear_map.h"
@@ -48,8 +49,31 @@ std::vector<int64_t> GptConfig::hosted_experts() const {
   return all;
 }
 
+int64_t GptConfig::parameters_at_least() const {
+  // Counted in double: a nonsense shape must give a large number, not an overflow.
+  const double d = double(d_model), ff = 2.0 * d * double(d_ff), attention = 4.0 * d * d;
+  const double experts = double(hosted_experts().size());
+  double total = double(vocab_size + block_size) * d;
+  for (int64_t i = 0; i < n_layer; ++i) {
+    if (block_experts && is_demix_layer(i))
+      total += experts * (attention + ff);
+    else
+      total += attention + (is_demix_layer(i) ? experts : 1.0) * ff;
+  }
+  return int64_t(std::min(total, 9e18));
+}
+
+std::string GptConfig::describe_size() const {
+  return "model.d_model=" + std::to_string(d_model) + ", model.n_layer=" + std::to_string(n_layer) +
+         ", d_ff=" + std::to_string(d_ff) + ", " + std::to_string(hosted_experts().size()) +
+         " experts here";
+}
+
 GptImpl::GptImpl(GptConfig config, uint64_t seed) : config_(std::move(config)) {
   const auto& c = config_;
+  // Parameters are created on the host, then moved.
+  require_memory(uint64_t(c.parameters_at_least()) * sizeof(float), c10::Device(c10::kCPU),
+                 c.describe_size() + ": the weights");
   const int64_t positions = context_length();
   wte = register_module("wte", torch::nn::Embedding(c.vocab_size, c.d_model));
   wpe = register_module("wpe", torch::nn::Embedding(positions, c.d_model));

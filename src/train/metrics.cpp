@@ -1,14 +1,54 @@
 #include "demix/train/metrics.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "demix/core/error.h"
 
 namespace demix::train {
 
-MetricsLog::MetricsLog(const std::string& path) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+namespace {
+
+// The "step" of a metrics record; every record starts with it (Trainer::log_step, validate).
+int64_t record_step(const std::string& line) {
+  const std::string key = "{\"step\": ";
+  if (line.compare(0, key.size(), key) != 0) return -1;
+  return std::strtoll(line.c_str() + key.size(), nullptr, 10);
+}
+
+// Keeps the records up to `step`; returns how many were dropped.
+size_t truncate_after(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  std::string line, kept;
+  size_t dropped = 0;
+  while (std::getline(in, line)) {
+    if (record_step(line) > step)
+      ++dropped;
+    else
+      kept += line + "\n";
+  }
+  if (dropped > 0) write_file_atomic(path, kept);
+  return dropped;
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) {
+  namespace fs = std::filesystem;
+  fs::create_directories(fs::path(path).parent_path());
+  if (fs::exists(path) && fs::file_size(path) > 0) {
+    if (resume_step == 0) {
+      fs::rename(path, path + ".prev");
+      spdlog::warn("{}: a previous run's metrics moved to {}.prev (this run starts at step 0)",
+                   path, path);
+    } else if (const auto dropped = truncate_after(path, resume_step)) {
+      spdlog::info("{}: dropped {} records after step {} (written after the last checkpoint)", path,
+                   dropped, resume_step);
+    }
+  }
   out_.open(path, std::ios::app);
   if (!out_) throw Error(path + ": cannot open metrics file for writing");
 }

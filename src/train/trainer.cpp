@@ -12,10 +12,12 @@
 #include "demix/core/autocast.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
+#include "demix/core/memory_budget.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
 #include "demix/model/cpu_gemm.h"
 #include "demix/model/fused_cuda.h"
+#include "demix/train/stop_signal.h"
 
 namespace demix::train {
 namespace fs = std::filesystem;
@@ -54,6 +56,12 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   faults_ = FaultInjection::from_environment(rank_);
 
   const auto hosted = placement_.experts_on(rank_);
+  if (config_.train.trainable == "all" && config_.model.lora_rank == 0 && !config_.is_mode()) {
+    auto shape = model::GptConfig::from(config_);
+    shape.local_experts.assign(hosted.begin(), hosted.end());
+    require_memory(uint64_t(shape.parameters_at_least()) * 16, device_,
+                   shape.describe_size() + ": fp32 weights, gradients and AdamW moments");
+  }
   open_data(hosted);
   build_model(hosted);
   // Parameters and AdamW moments in fp32: the size of this rank's part of a checkpoint, a
@@ -77,9 +85,12 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   if (rank_ == 0) {
     fs::create_directories(config_.train.out_dir);
     write_file_atomic((fs::path(config_.train.out_dir) / "config.yaml").string(), to_yaml(config_));
-    metrics_ =
-        std::make_unique<MetricsLog>((fs::path(config_.train.out_dir) / "metrics.jsonl").string());
+    metrics_ = std::make_unique<MetricsLog>(
+        (fs::path(config_.train.out_dir) / "metrics.jsonl").string(), state_.step);
   }
+  if (config_.optim.warmup_steps > config_.train.steps)
+    spdlog::info("optim.warmup_steps={} is longer than train.steps={}: warming up over the run",
+                 config_.optim.warmup_steps, config_.train.steps);
   if (groups_) spdlog::info("{}", placement_.describe());
   spdlog::info(
       "model on rank {}: {:.2f}M parameters ({:.2f}M shared, {} of {} experts); "
@@ -308,7 +319,7 @@ void Trainer::all_reduce_sum(at::Tensor& tensor) {
   tensor.copy_(on_device);
 }
 
-void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per step
+void Trainer::log_step(const StepResult& r, double seconds, double eta) {
   // Per-domain losses over the global batch: every rank joins, rank 0 writes.
   auto sums = at::cat({r.loss_sum, r.rows}).to(at::kCPU, at::kDouble);
   if (groups_) all_reduce_sum(sums);
@@ -319,7 +330,6 @@ void Trainer::log_step(const StepResult& r, double seconds) {  // seconds per st
   const double norm = r.grad_norm.item<double>();  // the only host syncs: every log_every steps
   const int64_t batches = exchange_ ? 1 : placement_.world_size();  // branches share one batch
   const double tokens_per_s = double(r.tokens * batches) / seconds;
-  const double eta = seconds * double(config_.train.steps - state_.step);
   spdlog::info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | eta {}",
                state_.step, config_.train.steps, loss, r.lr, norm, tokens_per_s,
                format_duration(eta));
@@ -363,8 +373,21 @@ std::string Trainer::save_checkpoint(bool with_optimizer) {
   return dir;
 }
 
-void Trainer::run() {
+bool Trainer::stop_requested() {
+  auto signal = at::full({1}, double(StopSignal::received()), at::kDouble);
+  if (groups_) {  // every rank stops after the same step: the first to see a signal decides
+    auto on_device = signal.to(device_);
+    std::vector<at::Tensor> tensors = {on_device};
+    groups_->world().allreduce(tensors, {c10d::ReduceOp::MAX})->wait();
+    signal = on_device.cpu();
+  }
+  stop_signal_ = int(signal.item<double>());
+  return stop_signal_ != 0;
+}
+
+int Trainer::run() {
   using clock = std::chrono::steady_clock;
+  const StopSignal stop_signal;
   auto validate_and_log = [&] {
     const auto losses = validate();
     JsonObject record;
@@ -381,21 +404,36 @@ void Trainer::run() {
   };
   if (state_.step >= config_.train.steps) {
     spdlog::info("{}: already trained to step {}", config_.train.out_dir, state_.step);
-    return;
+    return 0;
   }
   if (state_.step == 0) validate_and_log();
-  auto window_start = clock::now();  // step time is averaged over the steps between log lines
-  int64_t window_steps = 0;
+  // Step time: the tokens/s of a log line average the steps since the previous line; the ETA
+  // uses every step this process has trained, evaluation and checkpoints left out.
+  auto window_start = clock::now();
+  int64_t window_steps = 0, trained_steps = 0;
+  double trained_seconds = 0;
   try {
     while (state_.step < config_.train.steps) {
       const auto result = train_step();
       ++window_steps;
       if (state_.step % config_.train.log_every == 0 || state_.step == config_.train.steps) {
         check_nonfinite();
-        const auto now = clock::now();
-        log_step(result, std::chrono::duration<double>(now - window_start).count() / window_steps);
-        window_start = now;
+        const double seconds = std::chrono::duration<double>(clock::now() - window_start).count();
+        trained_seconds += seconds;
+        trained_steps += window_steps;
+        const double eta =
+            trained_seconds / double(trained_steps) * double(config_.train.steps - state_.step);
+        log_step(result, seconds / double(window_steps), eta);
+        window_start = clock::now();
         window_steps = 0;
+      }
+      if (stop_requested()) {
+        spdlog::warn("step {}: stopping on signal {}; writing a checkpoint", state_.step,
+                     stop_signal_);
+        save_checkpoint();
+        spdlog::warn("stopped at step {}/{}: continue with --resume auto", state_.step,
+                     config_.train.steps);
+        return stop_signal_;
       }
       const bool last = state_.step == config_.train.steps;
       const auto every = [&](int64_t n) { return n > 0 && state_.step % n == 0 && !last; };
@@ -418,6 +456,7 @@ void Trainer::run() {
   }
   validate_and_log();
   save_checkpoint();
+  return 0;
 }
 
 std::vector<Config> mode_stage1_configs(const Config& config) {
@@ -450,8 +489,9 @@ void run_mode_stage1(const Config& config, const std::string& resume, const dist
     spdlog::info("MoDE stage 1: training the expert of {} on {} rank(s)",
                  config.data.domains[size_t(d)], ranks.size());
     Trainer trainer(runs[size_t(d)], resume, groups.get());
-    trainer.run();
+    const int stopped_by = trainer.run();
     if (groups) groups->barrier();
+    if (stopped_by) exit_by_signal(stopped_by);
   }
 }
 

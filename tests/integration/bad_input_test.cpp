@@ -149,6 +149,7 @@ class BadInputTest : public ::testing::Test {
     write(work / "unknown_key.yaml", "model: {widht: 3}\n");
     write(work / "no_domains.yaml", "model: {d_model: 64, n_head: 4}\n");
     write(work / "syntax.yaml", "model: {d_model: 64\n");
+    write(work / "twice.yaml", "data: {domains: [scripture]}\ntrain:\n  steps: 2\n  steps: 3\n");
     std::vector<uint16_t> ok(4096, 5);
     token_dir(work, "tokens_empty", {});
     auto high = ok;
@@ -244,6 +245,27 @@ TEST_F(BadInputTest, MissingConfigFile) {
 }
 TEST_F(BadInputTest, UnknownNonFinitePolicy) {
   expect_refused(small_train(out(), {"--set", "train.nonfinite=ignore"}), "train.nonfinite=ignore");
+}
+TEST_F(BadInputTest, InfiniteLearningRate) {
+  expect_refused(small_train(out(), {"--set", "optim.lr=.inf"}), "optim.lr: expected a finite");
+}
+TEST_F(BadInputTest, KeyGivenTwiceInAFile) {
+  expect_refused({"train", "--config", (kWork / "twice.yaml").string()},
+                 "train.steps is given twice");
+}
+
+// Sizes beyond the machine: refused with the numbers before anything is allocated, or, where an
+// allocation fails after all, a one-line error instead of an abort.
+TEST_F(BadInputTest, ModelTooWideForTheMemory) {
+  expect_refused(small_train(out(), {"--set", "model.d_model=1048576", "--set", "model.n_head=4"}),
+                 "model.d_model=1048576, model.n_layer=1");
+}
+TEST_F(BadInputTest, ModelTooDeepForTheMemory) {
+  expect_refused(small_train(out(), {"--set", "model.n_layer=100000"}), "model.n_layer=100000");
+}
+TEST_F(BadInputTest, BatchTooLargeForTheMemory) {
+  expect_refused(small_train(out(), {"--set", "data.sequences_per_domain=100000000"}),
+                 "out of memory");
 }
 
 // Data.

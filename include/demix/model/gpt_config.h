@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace demix {
@@ -34,6 +35,11 @@ struct GptConfig {
   static GptConfig from(const Config& config);
   bool is_demix_layer(int64_t layer) const;
   std::vector<int64_t> hosted_experts() const;
+  // The weights a model of this shape holds at least (embeddings, attention and FF matrices of
+  // the hosted experts; no biases, norms or adapters): to refuse a model too large for the memory
+  // before it is built.
+  int64_t parameters_at_least() const;
+  std::string describe_size() const;  // "d_model=128, n_layer=4, d_ff=512, 8 experts"
   double lora_scale() const { return lora_rank > 0 ? lora_alpha / double(lora_rank) : 0.0; }
 };
 

@@ -4,6 +4,7 @@
 // line in <run>/metrics.jsonl, with namespaced keys: train/loss, train/domain/<name>/loss,
 // val/domain/<name>/loss, perf/tokens_per_s, ...
 
+#include <cstdint>
 #include <fstream>
 #include <string>
 
@@ -13,7 +14,10 @@ namespace demix::train {
 
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path);  // appends; a resumed run continues the file
+  // A run resumed at `resume_step` continues the file without the records of later steps (those
+  // of an interrupted run after its last checkpoint); a run starting at step 0 moves an existing
+  // file aside to `<path>.prev`. Either is logged.
+  MetricsLog(const std::string& path, int64_t resume_step);
   void write(const JsonObject& record);
 
  private:

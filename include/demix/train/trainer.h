@@ -40,7 +40,9 @@ class Trainer {
   explicit Trainer(Config config, const std::string& resume = "",
                    dist::ProcessGroups* groups = nullptr);
 
-  void run();  // trains to train.steps, validates, checkpoints at the end
+  // Trains to train.steps, validates and checkpoints at the end; returns 0. On SIGINT/SIGTERM
+  // (train/stop_signal.h) it checkpoints after the current step and returns the signal.
+  int run();
   StepResult train_step();
   data::Batch peek_batch() const;  // the batch the next step will draw (the stream is unchanged)
   std::vector<double> validate();  // valid loss per training domain (all ranks join)
@@ -57,7 +59,8 @@ class Trainer {
   void open_data(const std::vector<int>& hosted);          // token files and this rank's stream
   void build_model(const std::vector<int>& hosted);        // model, optimizer, gradient sync
   bool is_trainable(const std::string& param_name) const;  // train.trainable
-  void log_step(const StepResult& result, double seconds);
+  void log_step(const StepResult& result, double seconds_per_step, double eta_seconds);
+  bool stop_requested();   // a signal reached any rank (a collective under a launch)
   void check_nonfinite();  // a host sync: at log steps only; throws past train.nonfinite_limit
   void all_reduce_sum(at::Tensor& tensor);  // over the world group
   void prepare_mode();                      // MoDE: backbone, expert initialisation, composition
@@ -82,6 +85,7 @@ class Trainer {
   std::unique_ptr<data::DomainBatcher> batcher_;
   std::unique_ptr<MetricsLog> metrics_;
   TrainState state_;
+  int stop_signal_ = 0;
   std::vector<at::Tensor> params_;
   std::vector<at::Tensor> gate_params_, stack_params_;  // params_ split, for branch_grad_norm
 };
