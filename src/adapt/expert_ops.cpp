@@ -7,6 +7,8 @@
 
 #include "demix/core/error.h"
 #include "demix/core/hash.h"
+#include "demix/core/json.h"
+#include "demix/core/manifest.h"
 #include "demix/core/safetensors.h"
 #include "demix/data/tokenizer.h"
 #include "demix/train/checkpoint.h"
@@ -29,15 +31,24 @@ Config demix_config(const std::string& checkpoint) {
   return config;
 }
 
-// Copies `checkpoint` to `out`.tmp, lets `edit` change it and the config, writes the metadata
-// and renames it into place. On an error the temporary directory is removed.
+// Copies `checkpoint` to `out`.tmp (its files checked against its manifest first, so that no
+// corrupted file is sealed again), lets `edit` change it and the config, writes the metadata and
+// renames it into place, creating the parent directories of `out`. On an error the temporary
+// directory is removed; file system errors name the path and the problem.
 void derive(const std::string& checkpoint, const std::string& out,
             const std::function<void(const fs::path& dir, Config& config)>& edit) {
   const auto source = train::resolve_checkpoint(checkpoint);
   if (fs::exists(out)) throw Error(out + ": already exists (choose a new --out)");
+  Manifest(source).verify_all();
+  const auto parent = fs::path(out).parent_path();
+  std::error_code error;
+  if (!parent.empty()) fs::create_directories(parent, error);
+  if (error)
+    throw Error("--out " + out + ": cannot create its directory " + parent.string() + ": " +
+                error.message());
   const fs::path tmp = out + ".tmp";
-  fs::remove_all(tmp);
   try {
+    fs::remove_all(tmp);
     fs::copy(source, tmp, fs::copy_options::recursive);
     for (const auto* name : {"eval.json", "mixture"}) fs::remove_all(tmp / name);  // stale reports
     auto config = train::checkpoint_config(source);
@@ -45,10 +56,23 @@ void derive(const std::string& checkpoint, const std::string& out,
     config.validate(out);
     train::seal_checkpoint(tmp.string(), config, train::checkpoint_state(source));
     fs::rename(tmp, out);
+    sync_directory(fs::absolute(out).parent_path().string());
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(tmp, error);
+    const auto path = e.path1().empty() ? out : e.path1().string();
+    throw Error("--out " + out + ": " + path + ": " + e.code().message());
   } catch (...) {
-    fs::remove_all(tmp);
+    fs::remove_all(tmp, error);
     throw;
   }
+}
+
+// An expert's file of `checkpoint`, checked against its manifest and the domain it records.
+fs::path checked_expert_file(const fs::path& checkpoint, const fs::path& file,
+                             const std::string& domain) {
+  Manifest(checkpoint.string()).verify(fs::relative(file, checkpoint).generic_string());
+  train::check_expert_domain(file.string(), domain);
+  return file;
 }
 
 }  // namespace
@@ -76,12 +100,13 @@ std::vector<ExpertInfo> list_experts(const std::string& checkpoint_or_run) {
   for (const auto& domain : demix_config(checkpoint).data.domains) {
     ExpertInfo info;
     info.domain = domain;
-    const auto file = expert_file(checkpoint, domain);
+    const auto file = checked_expert_file(checkpoint, expert_file(checkpoint, domain), domain);
     for (const auto& [name, t] : load_safetensors(file.string())) info.parameters += t.numel();
     info.bytes = int64_t(fs::file_size(file));
     const auto optimizer = optimizer_file(checkpoint, domain);
     if (fs::exists(optimizer))
-      for (const auto& [name, t] : load_safetensors(optimizer.string()))
+      for (const auto& [name, t] :
+           load_safetensors(checked_expert_file(checkpoint, optimizer, domain).string()))
         if (name.rfind("step/", 0) == 0)
           info.steps = std::max(info.steps, int64_t(t.item<float>()));
     out.push_back(info);
@@ -117,9 +142,11 @@ void add_expert(const std::string& checkpoint, const std::string& from, const st
     throw Error(donor + ": shared parameters differ from " + source +
                 "'s (fingerprint mismatch): its experts were trained on another model");
   derive(source, out, [&](const fs::path& dir, Config& c) {
-    fs::copy_file(expert_file(donor, domain), expert_file(dir, domain));
+    fs::copy_file(checked_expert_file(donor, expert_file(donor, domain), domain),
+                  expert_file(dir, domain));
     if (fs::exists(optimizer_file(donor, domain)))
-      fs::copy_file(optimizer_file(donor, domain), optimizer_file(dir, domain));
+      fs::copy_file(checked_expert_file(donor, optimizer_file(donor, domain), domain),
+                    optimizer_file(dir, domain));
     c.data.domains.push_back(domain);
     auto& novel = c.data.eval_domains;
     novel.erase(std::remove(novel.begin(), novel.end(), domain), novel.end());
@@ -150,18 +177,19 @@ void merge_experts(const std::string& checkpoint, const std::vector<std::string>
 
   TensorDict merged;
   for (size_t i = 0; i < domains.size(); ++i)
-    for (const auto& [name, t] : load_safetensors(expert_file(source, domains[i]).string())) {
+    for (const auto& [name, t] : load_safetensors(
+             checked_expert_file(source, expert_file(source, domains[i]), domains[i]).string())) {
       const auto scaled = t.to(at::kDouble) * (weights[i] / total);
       merged[name] = merged.count(name) ? merged[name] + scaled : scaled;
     }
   for (auto& [name, t] : merged) t = t.to(at::kFloat);
   derive(source, out, [&](const fs::path& dir, Config& c) {
-    save_safetensors(expert_file(dir, as).string(), merged);
+    save_safetensors(expert_file(dir, as).string(), merged, train::expert_file_metadata(as));
     const auto template_state = optimizer_file(dir, domains[0]);
     if (fs::exists(template_state)) {  // a fresh optimizer state of the right shapes
       auto state = load_safetensors(template_state.string());
       for (auto& [name, t] : state) t.zero_();
-      save_safetensors(optimizer_file(dir, as).string(), state);
+      save_safetensors(optimizer_file(dir, as).string(), state, train::expert_file_metadata(as));
     }
     c.data.domains.push_back(as);
     auto& novel = c.data.eval_domains;

@@ -66,8 +66,10 @@ void compose_experts(const Config& config, model::GptImpl& model) {
     if (stage1.mode.blocks != config.mode.blocks ||
         stage1.mode.layers_per_expert != config.mode.layers_per_expert)
       throw Error(where + ": mode.blocks / mode.layers_per_expert differ from this run's");
+    const auto shared = (fs::path(checkpoint) / "shared.safetensors").string();
     Manifest(checkpoint).verify("shared.safetensors");
-    const auto tensors = load_safetensors((fs::path(checkpoint) / "shared.safetensors").string());
+    train::check_recorded_domains(shared, "domains", domains[j]);  // not another run's file
+    const auto tensors = load_safetensors(shared);
     for (const auto& [name, t] : tensors) {
       if (is_backbone_param(name)) {
         if (j == 0) {

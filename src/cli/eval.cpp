@@ -44,7 +44,7 @@ EvalModel load_eval_model(const std::string& path, const std::vector<std::string
     gpt.local_experts.assign(hosted.begin(), hosted.end());
   }
   m.model = model::Gpt(gpt);
-  train::load_model(m.checkpoint, *m.model);
+  train::load_model(m.checkpoint, *m.model, m.config);
   m.model->to(resolve_device(m.config.train.device));
   return m;
 }

@@ -77,7 +77,7 @@ void add_generate_command(CLI::App& app) {
 
     const data::Tokenizer tokenizer(config.tokenizer.model);
     model::Gpt gpt(model::GptConfig::from(config));
-    train::load_model(checkpoint, *gpt);
+    train::load_model(checkpoint, *gpt, config);
     gpt->to(resolve_device(config.train.device));
     const auto ids = tokenizer.encode(args->prompt);
     generate::Sampler sampler(args->sampling);

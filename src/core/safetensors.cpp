@@ -61,21 +61,69 @@ void save_safetensors(const std::string& path, const TensorDict& tensors,
   write_file_atomic(path, file);
 }
 
-TensorDict load_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open tensor file");
-  const std::string file((std::istreambuf_iterator<char>(in)), {});
-  uint64_t header_size = 0;
-  if (file.size() < 8) throw Error(path + ": truncated (no safetensors header)");
-  std::memcpy(&header_size, file.data(), 8);
-  if (header_size > file.size() - 8) throw Error(path + ": truncated safetensors header");
+namespace {
+
+// The JSON header of a safetensors file whose first `available` bytes are in `in`.
+YAML::Node read_header(std::istream& in, uint64_t available, const std::string& path,
+                       uint64_t& header_size) {
+  char size_bytes[8];
+  if (available < 8 || !in.read(size_bytes, 8))
+    throw Error(path + ": truncated (no safetensors header)");
+  std::memcpy(&header_size, size_bytes, 8);  // x86-64 and aarch64 are little-endian
+  if (header_size > available - 8) throw Error(path + ": truncated safetensors header");
+  std::string text(header_size, '\0');
+  if (!in.read(text.data(), std::streamsize(header_size)))
+    throw Error(path + ": truncated safetensors header");
   YAML::Node header;
   try {
-    header = YAML::Load(file.substr(8, header_size));  // JSON is YAML
+    header = YAML::Load(text);  // JSON is YAML
   } catch (const YAML::Exception& e) {
     throw Error(path + ": corrupt safetensors header: " + e.msg);
   }
   if (!header.IsMap()) throw Error(path + ": corrupt safetensors header");
+  return header;
+}
+
+std::ifstream open_tensor_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open tensor file");
+  return in;
+}
+
+uint64_t file_size(std::ifstream& in) {
+  in.seekg(0, std::ios::end);
+  const auto size = uint64_t(in.tellg());
+  in.seekg(0);
+  return size;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> safetensors_metadata(const std::string& path) {
+  auto in = open_tensor_file(path);
+  uint64_t header_size = 0;
+  const auto header = read_header(in, file_size(in), path, header_size);
+  std::map<std::string, std::string> out;
+  try {
+    const auto meta = header["__metadata__"];
+    if (meta && !meta.IsMap()) throw Error(path + ": '__metadata__' is not a map of strings");
+    if (meta)
+      for (const auto& entry : meta)
+        out[entry.first.as<std::string>()] = entry.second.as<std::string>();
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ": corrupt safetensors metadata: " + e.msg);
+  }
+  return out;
+}
+
+TensorDict load_safetensors(const std::string& path) {
+  auto in = open_tensor_file(path);
+  const auto size = file_size(in);
+  uint64_t header_size = 0;
+  const auto header = read_header(in, size, path, header_size);
+  std::string file(size, '\0');  // offsets below count from the file's start
+  in.seekg(0);
+  if (!in.read(file.data(), std::streamsize(size))) throw Error(path + ": cannot read tensor file");
   const uint64_t data_start = 8 + header_size;
   TensorDict out;
   try {

@@ -71,8 +71,8 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   for (const auto& p : model_->parameters()) checkpoint_bytes += uintmax_t(p.numel()) * 4;
   check_run_dir(config_.train.out_dir, checkpoint_bytes, rank_);
   if (!checkpoint.empty()) {
-    load_model(checkpoint, *model_);
-    load_optimizer(checkpoint, *optimizer_);
+    load_model(checkpoint, *model_, config_);  // experts by the run's data.domains
+    load_optimizer(checkpoint, *optimizer_, config_);
     state_ = checkpoint_state(checkpoint);
     spdlog::info("resumed from {} at step {}", checkpoint, state_.step);
   }

@@ -4,8 +4,11 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "demix/core/error.h"
+#include "demix/core/manifest.h"
+#include "demix/core/safetensors.h"
 #include "demix/train/checkpoint.h"
 #include "demix/train/optimizer.h"
 #include "support/small_config.h"
@@ -148,6 +151,58 @@ TEST(ExpertOpsTest, BadRequestsAreOneLineErrorsAndWriteNothing) {
       out, "positive sum");
   expect_refused([&](const std::string&) { remove_expert(ckpt, "beta", removed); }, out,
                  "already exists");
+}
+
+// `--out ckpt/no_beta` on a fresh clone: the parent directories are created.
+TEST(ExpertOpsTest, OutputUnderMissingDirectoriesIsCreated) {
+  const auto ckpt = make_checkpoint("demix_ops_nested_src", 6);
+  const auto out = fresh("demix_ops_nested") + "/ckpt/no_beta";
+  remove_expert(ckpt, "beta", out);
+  EXPECT_TRUE(torch::equal(logits_for(out, "gamma"), logits_for(ckpt, "gamma")));
+}
+
+TEST(ExpertOpsTest, FileSystemErrorsNameThePath) {
+  const auto ckpt = make_checkpoint("demix_ops_fs_src", 6);
+  const auto base = fresh("demix_ops_fs");
+  fs::create_directories(base);
+  std::ofstream(base + "/file") << "x";
+  const auto out = base + "/file/no_beta";  // its parent is a file
+  expect_refused([&](const std::string& o) { remove_expert(ckpt, "beta", o); }, out,
+                 "--out " + out + ": cannot create its directory " + base + "/file: ");
+}
+
+// The merged expert and its fresh optimizer state record their own domain.
+TEST(ExpertOpsTest, WrittenExpertFilesRecordTheirDomain) {
+  const auto ckpt = make_checkpoint("demix_ops_meta", 3);
+  const auto merged = fresh("demix_ops_meta_merged");
+  merge_experts(ckpt, {"alpha", "gamma"}, {1.0, 1.0}, "delta", merged);
+  for (const auto* sub : {"/experts/", "/optimizer/experts/"}) {
+    EXPECT_EQ(safetensors_metadata(merged + sub + "delta.safetensors").at("domain"), "delta");
+    EXPECT_EQ(safetensors_metadata(merged + sub + "alpha.safetensors").at("domain"), "alpha");
+  }
+}
+
+// A donor whose beta file holds alpha's expert (its manifest written again) is refused by name;
+// a corrupted source is not sealed again under a new manifest.
+TEST(ExpertOpsTest, SwappedOrCorruptedFilesAreRefused) {
+  const auto ckpt = make_checkpoint("demix_ops_swap", 4);
+  const auto removed = fresh("demix_ops_swap_removed");
+  remove_expert(ckpt, "beta", removed);
+  const auto donor = fresh("demix_ops_swap_donor");
+  fs::copy(ckpt, donor, fs::copy_options::recursive);
+  fs::copy_file(ckpt + "/experts/alpha.safetensors", donor + "/experts/beta.safetensors",
+                fs::copy_options::overwrite_existing);
+  write_manifest(donor);
+  const auto out = fresh("demix_ops_swap_out");
+  expect_refused([&](const std::string& o) { add_expert(removed, donor, "beta", o); }, out,
+                 "holds the expert of domain 'alpha'");
+  std::fstream f(ckpt + "/experts/gamma.safetensors",
+                 std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(-3, std::ios::end);
+  f.put('\x7f');
+  f.close();
+  expect_refused([&](const std::string& o) { remove_expert(ckpt, "alpha", o); }, out,
+                 "gamma.safetensors: checksum differs");
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <map>
 #include <sstream>
 
+#include "demix/core/manifest.h"
 #include "demix/data/token_file.h"
 #include "demix/data/tokenizer.h"
 
@@ -342,6 +343,52 @@ TEST_F(BadInputTest, NotACheckpoint) {
 }
 TEST_F(BadInputTest, ResumeFromNowhere) {
   expect_refused(small_train(out(), {"--resume", (kWork / "nosuch").string()}), "nosuch");
+}
+
+// Strict loading and integrity: a checkpoint loads only into the model it describes, and every
+// file read matches the manifest; an expert file must hold the domain it is named after.
+TEST_F(BadInputTest, EvalWithAnotherHeadCount) {
+  expect_refused({"eval", a_checkpoint(), "--set", "model.n_head=4"},
+                 "model.n_head=2 in its config.yaml, the model has model.n_head=4");
+}
+TEST_F(BadInputTest, EvalWithFewerExperts) {
+  expect_refused({"eval", a_checkpoint(), "--set", "data.domains=[scripture]"},
+                 "its experts [scripture,humour] are not the model's [scripture]");
+}
+// A copy of a's checkpoint outside the work directory, with meta.json edited by `edit` (and the
+// manifest written again when `reseal`).
+std::string edited_checkpoint(const std::string& name, const std::string& from,
+                              const std::string& to, bool reseal) {
+  const auto dir = kSandbox / name;
+  fs::copy(kA + "/checkpoints/step_00000002", dir, fs::copy_options::recursive);
+  std::ifstream in(dir / "meta.json");
+  std::string meta((std::istreambuf_iterator<char>(in)), {});
+  meta.replace(meta.find(from), from.size(), to);
+  write(dir / "meta.json", meta);
+  if (reseal) write_manifest(dir.string());
+  return dir.string();
+}
+TEST_F(BadInputTest, ResumeFromAMetaJsonEditedToTheSameSize) {
+  const auto edited = edited_checkpoint("edited", "\"step\": 2", "\"step\": 9", false);
+  expect_refused(small_train(out(), {"--resume", edited}),
+                 "meta.json: checksum differs from manifest.json");
+}
+TEST_F(BadInputTest, ResumeFromANegativeStep) {
+  const auto edited = edited_checkpoint("negative", "\"step\": 2", "\"step\": -2", true);
+  expect_refused(small_train(out(), {"--resume", edited}), "step=-2, expected a count >= 0");
+}
+TEST_F(BadInputTest, SwappedExpertFilesUnderAResealedManifest) {
+  const auto dir = kSandbox / "swapped";
+  fs::copy(a_checkpoint(), dir, fs::copy_options::recursive);
+  fs::rename(dir / "experts" / "humour.safetensors", dir / "x");
+  fs::rename(dir / "experts" / "scripture.safetensors", dir / "experts" / "humour.safetensors");
+  fs::rename(dir / "x", dir / "experts" / "scripture.safetensors");
+  write_manifest(dir.string());
+  expect_refused({"eval", dir.string()}, "holds the expert of domain 'scripture'");
+}
+TEST_F(BadInputTest, OutputDirectoryThatCannotBeCreated) {
+  expect_refused(small_train("/proc/demix_run"),
+                 "train.out_dir=/proc/demix_run: cannot be created");
 }
 TEST_F(BadInputTest, RemoveAnUnknownExpert) {
   expect_refused({"expert", "remove", kA, "--domain", "wordnet", "--out", out()},

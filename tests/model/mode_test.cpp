@@ -9,6 +9,7 @@
 
 #include "demix/adapt/mode_compose.h"
 #include "demix/core/error.h"
+#include "demix/core/manifest.h"
 #include "demix/core/safetensors.h"
 #include "demix/eval/mixture.h"
 #include "demix/model/gpt.h"
@@ -149,6 +150,38 @@ TEST(ModeTest, CompositionRefusesExpertsOfDifferentBackbones) {
   stage2.mode.experts_from = (dir / "stage1").string();
   model::Gpt composed(model::GptConfig::from(stage2), 99);
   EXPECT_THROW(adapt::compose_experts(stage2, *composed), Error);
+  fs::remove_all(dir);
+}
+
+// A stage-1 run whose shared.safetensors is another domain's (its manifest written again): the
+// domain recorded in the file refuses it.
+TEST(ModeTest, CompositionRefusesASwappedStage1File) {
+  const auto dir = fs::temp_directory_path() / ("demix_mode_swap_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const std::vector<std::string> domains = {"alpha", "beta"};
+  std::vector<std::string> checkpoints;
+  model::Gpt backbone(model::GptConfig::from(dense_config()), 1);
+  for (size_t j = 0; j < domains.size(); ++j) {
+    const auto config = mode_config({domains[j]}, 1);
+    model::Gpt single(model::GptConfig::from(config), 30 + j);
+    copy_shared_names(*backbone, *single);
+    checkpoints.push_back(train::save_checkpoint((dir / "stage1" / domains[j]).string(), *single,
+                                                 nullptr, config, {}, 1));
+  }
+  EXPECT_EQ(safetensors_metadata(checkpoints[1] + "/shared.safetensors").at("domains"), "beta");
+  fs::copy_file(checkpoints[1] + "/shared.safetensors", checkpoints[0] + "/shared.safetensors",
+                fs::copy_options::overwrite_existing);
+  write_manifest(checkpoints[0]);
+  auto stage2 = mode_config(domains, 2);
+  stage2.mode.experts_from = (dir / "stage1").string();
+  model::Gpt composed(model::GptConfig::from(stage2), 99);
+  try {
+    adapt::compose_experts(stage2, *composed);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensors of domain 'beta'"), std::string::npos)
+        << e.what();
+  }
   fs::remove_all(dir);
 }
 

@@ -200,5 +200,192 @@ TEST(CheckpointTest, RunDirectoryIsCheckedBeforeTraining) {
   EXPECT_TRUE(fs::is_empty(too_big));  // the write probe is gone
 }
 
+// Strict loading: a checkpoint loads only into the model it describes.
+
+std::string saved_small(const std::string& name, const Config& config, const AdamW* opt = nullptr,
+                        model::Gpt* model = nullptr) {
+  const auto run = (std::filesystem::temp_directory_path() / name).string();
+  std::filesystem::remove_all(run);
+  model::Gpt m(model::GptConfig::from(config), 2);
+  if (model) *model = m;
+  return save_checkpoint(run, *m, opt, config, {3, 5}, 1);
+}
+
+TEST(StrictLoadTest, FewerOrMoreLayersAreRefused) {
+  const auto config = small_config();  // 2 layers
+  const auto dir = saved_small("demix_strict_layers", config);
+  auto fewer = config;
+  fewer.model.n_layer = 1;
+  model::Gpt one(model::GptConfig::from(fewer), 2);
+  expect_error([&] { load_model(dir, *one); },
+               {dir.c_str(), "model.n_layer=2 in its config.yaml, the model has model.n_layer=1"});
+  auto more = config;
+  more.model.n_layer = 3;
+  model::Gpt three(model::GptConfig::from(more), 2);
+  expect_error([&] { load_model(dir, *three); }, {"model.n_layer=3"});
+}
+
+// A DEMix layer loaded as a dense one: an expert file's tensors have no place in the model.
+TEST(StrictLoadTest, TensorsWithoutAPlaceAreRefused) {
+  const auto config = small_config();  // both layers are DEMix layers
+  const auto dir = saved_small("demix_strict_unused", config);
+  auto first_only = config;
+  first_only.model.demix_layers = {0};
+  model::Gpt m(model::GptConfig::from(first_only), 2);
+  expect_error([&] { load_model(dir, *m); },
+               {"experts/alpha.safetensors", "'blocks.1.ff.fc1.bias' has no place in the model"});
+}
+
+TEST(StrictLoadTest, OtherHeadCountIsRefused) {
+  const auto config = small_config();  // 2 heads, d_model 16
+  const auto dir = saved_small("demix_strict_heads", config);
+  auto heads = config;
+  heads.model.n_head = 4;  // same shapes, other attention
+  model::Gpt m(model::GptConfig::from(heads), 2);
+  expect_error([&] { load_model(dir, *m); }, {dir.c_str(), "model.n_head", "2", "4"});
+}
+
+TEST(StrictLoadTest, DeliberatePartialLoadsStillWork) {
+  const auto config = small_config();
+  model::Gpt saved{nullptr};
+  const auto dir = saved_small("demix_strict_partial", config, nullptr, &saved);
+  const auto expected = saved->named_parameters();
+  // Only the shared parameters (as a LoRA or MoDE backbone load asks).
+  model::Gpt shared_only(model::GptConfig::from(config), 9);
+  load_model(dir, *shared_only, [](const std::string& n) { return !model::expert_of(n); });
+  for (const auto& item : shared_only->named_parameters()) {
+    if (model::expert_of(item.key())) continue;
+    EXPECT_TRUE(torch::equal(item.value(), expected[item.key()])) << item.key();
+  }
+  // A rank hosting expert 1 alone reads beta's file only.
+  auto gpt = model::GptConfig::from(config);
+  gpt.local_experts = {1};
+  model::Gpt hosting_beta(gpt, 9);
+  std::filesystem::remove(dir + "/experts/alpha.safetensors");  // never opened
+  load_model(dir, *hosting_beta);
+  for (const auto& item : hosting_beta->named_parameters())
+    EXPECT_TRUE(torch::equal(item.value(), expected[item.key()])) << item.key();
+}
+
+// The run's data.domains in another order: expert i of the model is the run's domains[i], so each
+// expert (and its AdamW moments) must come from the file of that domain.
+TEST(StrictLoadTest, ExpertsAreMappedByDomainName) {
+  const auto config = small_config();  // alpha, beta, gamma
+  model::Gpt a(model::GptConfig::from(config), 1);
+  AdamW opt_a(named(*a), config.optim);
+  torch::manual_seed(0);
+  a->loss(torch::randint(0, 40, {3, 8}), torch::randint(0, 40, {3, 8}),
+          model::Routing({0, 1, 2}, torch::kCPU))
+      .backward();
+  opt_a.step(1e-2);
+  const auto run = (std::filesystem::temp_directory_path() / "demix_strict_order").string();
+  std::filesystem::remove_all(run);
+  const auto dir = save_checkpoint(run, *a, &opt_a, config, {1, 0}, 1);
+
+  auto permuted = config;
+  permuted.data.domains = {"gamma", "alpha", "beta"};
+  model::Gpt b(model::GptConfig::from(permuted), 5);
+  AdamW opt_b(named(*b), permuted.optim);
+  load_model(dir, *b, permuted);
+  load_optimizer(dir, opt_b, permuted);
+  auto renamed = [](const std::string& name, int64_t from, int64_t to) {
+    const auto at = name.find(".experts." + std::to_string(from) + ".");
+    return name.substr(0, at) + ".experts." + std::to_string(to) + name.substr(at + 10);
+  };
+  const std::vector<int64_t> old_id = {2, 0, 1};  // permuted[i] was config's old_id[i]
+  const auto pa = a->named_parameters();
+  for (const auto& item : b->named_parameters()) {
+    const auto e = model::expert_of(item.key());
+    const auto source = e ? renamed(item.key(), *e, old_id[size_t(*e)]) : item.key();
+    EXPECT_TRUE(torch::equal(item.value(), pa[source])) << item.key();
+  }
+  const auto sa = opt_a.state(), sb = opt_b.state();
+  for (const auto& [name, t] : sb) {
+    const auto e = model::expert_of(name);
+    const auto source = e ? renamed(name, *e, old_id[size_t(*e)]) : name;
+    EXPECT_TRUE(torch::equal(t, sa.at(source))) << name;
+  }
+  auto other = config;
+  other.data.domains = {"alpha", "beta", "delta"};
+  model::Gpt c(model::GptConfig::from(other), 5);
+  expect_error([&] { load_model(dir, *c, other); }, {dir.c_str(), "delta"});
+}
+
+// Integrity: every file read is checked against the manifest; a swapped expert file is refused by
+// the domain recorded inside it even when the manifest was written again.
+
+void replace_in_file(const std::string& path, const std::string& from, const std::string& to) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const auto at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from << " in " << path;
+  text.replace(at, from.size(), to);
+  write_bytes(path, text);
+}
+
+TEST(CheckpointIntegrityTest, EditedMetadataOfTheSameSizeIsRefused) {
+  const auto config = small_config();
+  const auto dir = saved_small("demix_integrity_meta", config);
+  replace_in_file(dir + "/meta.json", "\"step\": 3", "\"step\": 9");
+  expect_error([&] { checkpoint_state(resolve_checkpoint(dir)); }, {"meta.json", "checksum"});
+  replace_in_file(dir + "/config.yaml", "n_head: 2", "n_head: 4");
+  expect_error([&] { checkpoint_config(dir); }, {"config.yaml", "checksum"});
+}
+
+TEST(CheckpointIntegrityTest, NegativeStepOrCursorIsRefused) {
+  const auto config = small_config();
+  const auto dir = saved_small("demix_integrity_negative", config);
+  replace_in_file(dir + "/meta.json", "\"step\": 3", "\"step\": -3");
+  write_manifest(dir);  // resealed: the value itself must be refused
+  expect_error([&] { checkpoint_state(dir); }, {"meta.json", "step", "-3"});
+  replace_in_file(dir + "/meta.json", "\"step\": -3", "\"step\": 3");
+  replace_in_file(dir + "/meta.json", "\"data_cursor\": 5", "\"data_cursor\": -5");
+  write_manifest(dir);
+  expect_error([&] { checkpoint_state(dir); }, {"meta.json", "data_cursor", "-5"});
+}
+
+TEST(CheckpointIntegrityTest, SwappedExpertFileIsRefusedByName) {
+  const auto config = small_config();
+  model::Gpt m(model::GptConfig::from(config), 2);
+  AdamW opt(named(*m), config.optim);
+  const auto run = (std::filesystem::temp_directory_path() / "demix_integrity_swap").string();
+  std::filesystem::remove_all(run);
+  const auto dir = save_checkpoint(run, *m, &opt, config, {1, 0}, 1);
+  for (const auto* sub : {"/experts/", "/optimizer/experts/"}) {
+    EXPECT_EQ(safetensors_metadata(dir + sub + "beta.safetensors").at("domain"), "beta") << sub;
+    const auto a = dir + sub + "alpha.safetensors", b = dir + sub + "beta.safetensors";
+    std::filesystem::rename(a, a + ".x");
+    std::filesystem::rename(b, a);
+    std::filesystem::rename(a + ".x", b);
+  }
+  write_manifest(dir);
+  expect_error([&] { load_model(dir, *m); }, {"experts/alpha.safetensors", "'beta'", "'alpha'"});
+  expect_error([&] { load_optimizer(dir, opt); },
+               {"optimizer/experts/alpha.safetensors", "'beta'"});
+}
+
+TEST(CheckpointIntegrityTest, ExpertFilesWithoutADomainRecordStillLoad) {
+  const auto config = small_config();
+  model::Gpt saved{nullptr};
+  const auto dir = saved_small("demix_integrity_old", config, nullptr, &saved);
+  for (const auto& domain : config.data.domains) {  // as written before domains were recorded
+    const auto file = dir + "/experts/" + domain + ".safetensors";
+    save_safetensors(file, load_safetensors(file));
+    EXPECT_TRUE(safetensors_metadata(file).empty());
+  }
+  write_manifest(dir);
+  model::Gpt m(model::GptConfig::from(config), 9);
+  load_model(dir, *m);
+  const auto expected = saved->named_parameters();
+  for (const auto& item : m->named_parameters())
+    EXPECT_TRUE(torch::equal(item.value(), expected[item.key()])) << item.key();
+}
+
+TEST(CheckpointTest, UnwritableRunDirectoryIsNotAboutFreeSpace) {
+  const std::string proc = "/proc/demix_no_such_dir";  // /proc takes no new directories
+  expect_error([&] { check_run_dir(proc, 1); }, {proc.c_str(), "cannot be created"});
+  expect_error([&] { check_run_dir(proc, uintmax_t(1) << 62); }, {"cannot be created"});
+}
+
 }  // namespace
 }  // namespace demix::train

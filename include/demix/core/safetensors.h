@@ -20,5 +20,7 @@ void save_safetensors(const std::string& path, const TensorDict& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 // Throws Error naming the file on a missing, truncated or malformed file.
 TensorDict load_safetensors(const std::string& path);
+// The file's "__metadata__" (empty when it has none), read from its header alone.
+std::map<std::string, std::string> safetensors_metadata(const std::string& path);
 
 }  // namespace demix

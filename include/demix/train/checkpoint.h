@@ -54,20 +54,45 @@ void seal_checkpoint(const std::string& checkpoint, const Config& config, TrainS
 void check_run_dir(const std::string& run_dir, uintmax_t checkpoint_bytes, int rank = 0);
 
 // A checkpoint directory, or a run directory / checkpoints directory (then its `latest`). Throws
-// when a file of its manifest is missing or has the wrong size; load_model and load_optimizer
-// verify the checksum of each file they read.
+// when a file of its manifest is missing or has the wrong size, or when meta.json or config.yaml
+// differs from its checksum or holds a bad value; load_model and load_optimizer verify the
+// checksum of each tensor file they read.
 std::string resolve_checkpoint(const std::string& path);
 
 // The newest checkpoint of a run whose every file matches its manifest, "" if there is none;
 // warns about each newer one it skips (`--resume auto` after a crash or a corrupted file).
 std::string latest_valid_checkpoint(const std::string& run_dir);
 
+// config.yaml and meta.json, each checked against the manifest before it is read. A negative
+// step or data cursor is refused.
 Config checkpoint_config(const std::string& checkpoint);
 TrainState checkpoint_state(const std::string& checkpoint);
-// Loads the shared parameters and every expert the model hosts (with `only`, the parameters it
-// accepts by name); throws Error on a missing or mismatched tensor.
+
+// Loads the shared parameters and every expert the model hosts, strictly: every tensor of each
+// file read has its place in the model, every parameter is found with its shape, and the
+// attention head count and depth equal the checkpoint's (model.n_head, model.n_layer), or Error
+// names the checkpoint, key and both values. The model's experts are the checkpoint's, in its
+// order. With `only`, just the parameters it accepts by name are loaded (a LoRA or MoDE
+// backbone); the others are left as they are.
 void load_model(const std::string& checkpoint, model::GptImpl& model,
                 const std::function<bool(const std::string&)>& only = {});
+// The same for a run whose config may list the experts in another order: the model's expert i is
+// the run's data.domains[i], read from that domain's file (a +DOMAIN-TOKEN or MoDE model, whose
+// shared tensors keep the checkpoint's order, is refused in another order).
+void load_model(const std::string& checkpoint, model::GptImpl& model, const Config& run);
 void load_optimizer(const std::string& checkpoint, AdamW& optimizer);
+void load_optimizer(const std::string& checkpoint, AdamW& optimizer, const Config& run);
+
+// Each expert file (experts/<domain>.safetensors and optimizer/experts/<domain>.safetensors)
+// records its domain in its safetensors metadata; a file whose record names another domain is
+// refused (files from before the record have none and are accepted).
+std::map<std::string, std::string> expert_file_metadata(const std::string& domain);
+void check_expert_domain(const std::string& file, const std::string& domain);
+// A shared.safetensors whose tensors keep one row or stack per domain (MoDE, +DOMAIN-TOKEN)
+// records the domains, comma-separated in order, under "domains"; check_recorded_domains refuses
+// a file whose record under `key` is not `expected` (no record passes).
+std::map<std::string, std::string> shared_file_metadata(const Config& config);
+void check_recorded_domains(const std::string& file, const std::string& key,
+                            const std::string& expected);
 
 }  // namespace demix::train
