@@ -187,7 +187,8 @@ TEST(ExpertParallelTest, MixingOnRanksEqualsOneProcess) {
     const auto store_path = fs::temp_directory_path() / ("demix_mix_store_" + std::to_string(W));
     fs::remove(store_path);
     auto store = c10::make_intrusive<c10d::FileStore>(store_path.string(), W);
-    std::vector<double> got(size_t(W)), got_top2(size_t(W)), got_top1(size_t(W));
+    const auto ranks = static_cast<size_t>(W);
+    std::vector<double> got(ranks), got_top2(ranks), got_top1(ranks);
     std::vector<std::thread> threads;
     for (int r = 0; r < W; ++r)
       threads.emplace_back([&, r] {
