@@ -26,19 +26,20 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
   const auto& ec = config.eval;
   const auto E = int64_t(config.data.domains.size());
   const auto domains = config.all_domains();
-  struct Part {
-    data::EvalWindows test, held_out;
+  // The test windows and the held-out (valid) windows of domain i, one domain at a time.
+  auto test_windows = [&](size_t i) {
+    return data::eval_windows(*data::open_split(config, domains[i], "test"), config.model.seq_len,
+                              ec.mix_max_tokens);
   };
-  std::vector<Part> parts;  // every domain's windows first, for the progress total
-  int64_t blocks = 0;
+  auto held_out_windows = [&](size_t i) {
+    return data::eval_windows(*data::open_split(config, domains[i], "valid"), config.model.seq_len,
+                              0);
+  };
+  int64_t blocks = 0;  // for the progress total
   for (size_t i = 0; i < domains.size(); ++i) {
-    const auto test = data::open_split(config, domains[i], "test");
-    const auto valid = data::open_split(config, domains[i], "valid");
-    parts.push_back({data::eval_windows(*test, config.model.seq_len, ec.mix_max_tokens),
-                     data::eval_windows(*valid, config.model.seq_len, 0)});
     const int64_t variants = (int64_t(i) < E) + 3 + (ec.top_k < E);  // as added below
-    blocks += variants * parts.back().test.inputs.size(0) +
-              std::min(ec.prior_blocks, parts.back().held_out.inputs.size(0));
+    blocks += variants * test_windows(i).inputs.size(0) +
+              std::min(ec.prior_blocks, held_out_windows(i).inputs.size(0));
   }
   Progress progress("mixture", blocks);
   MixtureOptions options{parse_posterior(ec.posterior), 0, ec.batch_size, &progress};
@@ -47,7 +48,7 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
     MixtureRow row;
     row.domain = domains[i];
     row.trained = int64_t(i) < E;
-    const auto& windows = parts[i].test;
+    const auto windows = test_windows(i);
     auto add = [&](const std::string& name, Prior prior, int64_t top_k) {
       MixtureOptions o = options;
       o.top_k = top_k;
@@ -69,7 +70,7 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
     add("updating", Prior::updating(E, ec.alpha), 0);
     progress.stage(row.domain + " cached prior estimate");
     const auto cached =
-        estimate_prior(scorer, parts[i].held_out, ec.prior_blocks, ec.alpha, options);
+        estimate_prior(scorer, held_out_windows(i), ec.prior_blocks, ec.alpha, options);
     row.cached_prior = cached.probs();
     add("cached", cached, 0);
     if (ec.top_k < E) add("cached_top" + std::to_string(ec.top_k), cached, ec.top_k);

@@ -106,22 +106,23 @@ std::vector<SplitScore> evaluate(model::GptImpl& model, const Config& config,
     SplitScore score;
     int64_t route;
     std::unique_ptr<data::TokenFile> file;
-    data::EvalWindows windows;
+  };
+  auto windows_of = [&](const Part& part) {
+    return data::eval_windows(*part.file, model.config().block_size, max_tokens);
   };
   std::vector<Part> parts;  // every split of every domain, opened first for the progress total
   int64_t blocks = 0;
   for (const auto& split : splits)
     for (const auto& [domain, route] : routes) {
-      Part part{{domain, split}, route, data::open_split(config, domain, split), {}};
-      part.windows = data::eval_windows(*part.file, model.config().block_size, max_tokens);
-      blocks += part.windows.inputs.size(0);
-      parts.push_back(std::move(part));
+      parts.push_back({{domain, split}, route, data::open_split(config, domain, split)});
+      blocks += windows_of(parts.back()).inputs.size(0);  // one split's windows at a time
     }
   Progress progress("eval", blocks);
   std::vector<SplitScore> scores;
   for (auto& part : parts) {
     progress.stage(part.score.domain + "/" + part.score.split);
-    auto score = score_windows(model, part.windows, part.route, config.eval.batch_size, &progress);
+    auto score =
+        score_windows(model, windows_of(part), part.route, config.eval.batch_size, &progress);
     score.bytes = token_bytes.scored(part.file->tokens(), int64_t(part.file->size()), score.tokens,
                                      part.file->header().text_bytes, part.file->path());
     score.domain = part.score.domain;
