@@ -85,3 +85,10 @@ add_test(NAME docs.config_reference
          COMMAND bash -c "diff <(sed '1,/^<!-- generated/d' docs/config.md) <(\"$1\" config --reference)"
                  _ $<TARGET_FILE:demix>
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+
+# `demix eval --text` scores a corpus text file as `demix eval` scores its token file (dense and
+# DEMix), --token-logprobs does not depend on eval.batch_size, and reports land in the run.
+add_test(NAME eval.text COMMAND bash tests/eval/eval_text_test.sh
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(eval.text PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300
+                     ENVIRONMENT "DEMIX_BIN=$<TARGET_FILE:demix>;PYTHON=${DEMIX_PYTHON}")

@@ -51,13 +51,75 @@ EvalModel load_eval_model(const std::string& path, const std::vector<std::string
 
 void require_experts(const EvalModel& m) {
   if (m.config.n_experts() == 0)
-    throw Error(m.checkpoint + ": a dense model has no experts to mix (use plain `demix eval`)");
+    throw Error(m.checkpoint + ": a dense model has no experts to mix");
 }
 
-data::EvalWindows text_windows(const EvalModel& m, const std::string& path) {
+// A text to score: its documents split and ended as `demix data` does for the corpus.
+struct ScoredText {
+  std::string name;
+  data::EvalWindows windows;
+  int64_t bytes = 0;  // of the scored tokens' text
+};
+
+std::vector<uint16_t> encode_documents(const data::Tokenizer& tokenizer, const std::string& text) {
+  std::vector<uint16_t> tokens;
+  for (const auto& doc : data::split_documents(text)) {
+    const auto ids = tokenizer.encode(doc);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+    tokens.push_back(uint16_t(tokenizer.eos_id()));
+  }
+  return tokens;
+}
+
+void require_regular_file(const std::string& path) {
+  if (fs::exists(path) && !fs::is_regular_file(path))
+    throw Error(path + ": not a regular file (expected a UTF-8 text file to score)");
+}
+
+ScoredText text_to_score(const EvalModel& m, const std::string& path) {
+  require_regular_file(path);
   const data::Tokenizer tokenizer(m.config.tokenizer.model);
-  return data::eval_windows(tokenizer.encode(data::read_text(path)), m.config.model.seq_len,
-                            m.config.eval.max_tokens, path);
+  const auto text = data::read_text(path);
+  const auto tokens = encode_documents(tokenizer, text);
+  ScoredText out{
+      path, data::eval_windows(tokens, m.config.model.seq_len, m.config.eval.max_tokens, path)};
+  out.bytes = eval::TokenBytes(tokenizer).scored(tokens.data(), int64_t(tokens.size()),
+                                                 out.windows.targets.numel(), text.size(), path);
+  return out;
+}
+
+// The test split of every domain, as --prior mixes them.
+std::vector<ScoredText> test_splits(const EvalModel& m) {
+  const eval::TokenBytes token_bytes{data::Tokenizer(m.config.tokenizer.model)};
+  std::vector<ScoredText> out;
+  for (const auto& d : m.config.all_domains()) {
+    const auto file = data::open_split(m.config, d, "test");
+    ScoredText split{d,
+                     data::eval_windows(*file, m.config.model.seq_len, m.config.eval.max_tokens)};
+    split.bytes =
+        token_bytes.scored(file->tokens(), int64_t(file->size()), split.windows.targets.numel(),
+                           file->header().text_bytes, file->path());
+    out.push_back(split);
+  }
+  return out;
+}
+
+// The route of known-domain scoring: `domain`'s expert (or domain token); a plain dense model
+// has one route and takes no domain.
+int64_t route_of(const EvalModel& m, const std::string& domain) {
+  if (m.config.n_experts() == 0 && !m.config.model.domain_token) return 0;
+  const auto& domains = m.config.data.domains;
+  const auto it = std::find(domains.begin(), domains.end(), domain);
+  if (it == domains.end())
+    throw Error("--domain " + (domain.empty() ? std::string("(missing)") : domain) +
+                ": expected a training domain of " + m.checkpoint);
+  return it - domains.begin();
+}
+
+void print_score(const std::string& name, eval::SplitScore score, int64_t bytes) {
+  score.bytes = bytes;
+  std::printf("%s: %lld tokens, perplexity %.2f, %.4f bits/byte\n", name.c_str(),
+              static_cast<long long>(score.tokens), score.perplexity(), score.bits_per_byte());
 }
 
 eval::Prior prior_from(const EvalModel& m, const std::string& prior_file) {
@@ -114,37 +176,36 @@ void mixture_report(EvalModel& m, const std::string& out) {
 }
 
 // Known-domain log-probability of every target token of a text file, window by window, as JSON:
-// what an exported model (demix export hf) must reproduce.
+// what an exported model (demix export hf) must reproduce. Scored eval.batch_size windows at a
+// time, so memory stays bounded however long the text.
 void write_token_logprobs(EvalModel& m, const std::string& text, const std::string& domain,
                           const std::string& out) {
   if (m.groups) throw Error("--token-logprobs runs in one process");
-  const auto& domains = m.config.data.domains;
-  int64_t route = 0;
-  if (m.config.n_experts() > 0 || m.config.model.domain_token) {
-    const auto it = std::find(domains.begin(), domains.end(), domain);
-    if (it == domains.end())
-      throw Error("--domain " + (domain.empty() ? std::string("(missing)") : domain) +
-                  ": --token-logprobs routes by a training domain of " + m.checkpoint);
-    route = it - domains.begin();
-  }
+  const auto route = route_of(m, domain);
   torch::NoGradGuard no_grad;
   m.model->eval();
-  const auto windows = text_windows(m, text);
+  const auto windows = text_to_score(m, text).windows;
   const auto device = m.model->wte->weight.device();
-  const model::Routing routing(std::vector<int64_t>(size_t(windows.inputs.size(0)), route), device);
-  const auto logprobs =
-      m.model->token_logprobs(windows.inputs.to(device), windows.targets.to(device), routing)
-          .to(torch::kCPU, torch::kDouble);
   auto values = [](const at::Tensor& row) {
     const auto d = row.to(torch::kDouble).contiguous();
     return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
   };
+  const int64_t n = windows.inputs.size(0), batch = m.config.eval.batch_size;
   std::vector<JsonObject> rows;
-  for (int64_t i = 0; i < windows.inputs.size(0); ++i)
-    rows.push_back(JsonObject()
-                       .add("inputs", values(windows.inputs[i]))
-                       .add("targets", values(windows.targets[i]))
-                       .add("logprobs", values(logprobs[i])));
+  for (int64_t start = 0; start < n; start += batch) {
+    const int64_t count = std::min(batch, n - start);
+    const auto inputs = windows.inputs.narrow(0, start, count);
+    const auto targets = windows.targets.narrow(0, start, count);
+    const model::Routing routing(std::vector<int64_t>(size_t(count), route), device);
+    const auto logprobs =
+        m.model->token_logprobs(to_device(inputs, device), to_device(targets, device), routing)
+            .to(torch::kCPU, torch::kDouble);
+    for (int64_t i = 0; i < count; ++i)
+      rows.push_back(JsonObject()
+                         .add("inputs", values(inputs[i]))
+                         .add("targets", values(targets[i]))
+                         .add("logprobs", values(logprobs[i])));
+  }
   JsonObject report;
   report.add("checkpoint", m.checkpoint).add("text", text).add("domain", domain);
   report.add_array("windows", rows);
@@ -152,66 +213,121 @@ void write_token_logprobs(EvalModel& m, const std::string& text, const std::stri
   spdlog::info("wrote {}: {} windows of {} tokens", out, rows.size(), windows.inputs.size(1));
 }
 
+// Reports go next to what was named: the run directory for a run, else the checkpoint.
+std::string report_dir(const std::string& argument, const EvalModel& m) {
+  return fs::exists(fs::path(argument) / "meta.json") ? m.checkpoint : argument;
+}
+
+// Mixes each text, starting from `prior`, and prints its score.
+void mix_texts(EvalModel& m, const std::vector<ScoredText>& texts, const eval::Prior& prior,
+               int64_t top_k) {
+  int64_t blocks = 0;
+  for (const auto& text : texts) blocks += text.windows.inputs.size(0);
+  eval::Progress progress("mix", blocks);
+  const eval::MixtureOptions options{eval::parse_posterior(m.config.eval.posterior), top_k,
+                                     m.config.eval.batch_size, &progress};
+  for (const auto& text : texts) {
+    progress.stage(text.name);
+    auto moving = prior;  // an updating prior starts afresh on each text
+    const auto result = eval::score_mixture(m.scorer(), text.windows, moving, options);
+    if (!m.writes()) continue;
+    print_score(text.name, result.score, text.bytes);
+    std::printf("  mean block posterior: %s\n",
+                eval::format_prior(m.experts(), result.mean_block_posterior).c_str());
+  }
+}
+
+// Flags that only some modes read: refused where they would be silently ignored.
+struct EvalFlags {
+  std::string prior, text, domain, token_logprobs;
+  bool mixture = false;
+  bool top_k_given = false;
+  int64_t top_k = 0;
+};
+
+void check_flags(const EvalFlags& f) {
+  if (f.top_k < 0)
+    throw Error("--top-k " + std::to_string(f.top_k) + ": expected >= 0 (0 = every expert)");
+  const bool mixes = !f.mixture && f.token_logprobs.empty() && f.domain.empty() &&
+                     (!f.prior.empty() || !f.text.empty());
+  if (f.top_k_given && !mixes)
+    throw Error(
+        "--top-k: only when mixing with --prior or --text (without --domain, "
+        "--mixture or --token-logprobs)");
+  if (!f.domain.empty() && f.text.empty())
+    throw Error("--domain " + f.domain +
+                ": only with --text (known-domain scoring of a file, "
+                "or --token-logprobs)");
+  if (!f.domain.empty() && !f.prior.empty())
+    throw Error("--domain " + f.domain + " and --prior: give one (route to one expert, or mix)");
+  if (!f.token_logprobs.empty() && f.text.empty())
+    throw Error("--token-logprobs: give the text to score with --text");
+  if (!f.text.empty()) require_regular_file(f.text);
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
   struct Args {
-    std::string checkpoint, output, prior, text, domain, token_logprobs;
+    std::string checkpoint, output;
     std::vector<std::string> overrides;
-    bool mixture = false;
-    int64_t top_k = 0;
+    EvalFlags flags;
   };
   auto args = std::make_shared<Args>();
+  auto& f = args->flags;
   auto* command = app.add_subcommand("eval", "perplexity per domain: known-domain top-1, or mixed");
   command->add_option("checkpoint", args->checkpoint, "checkpoint or run directory")->required();
   command->add_option("--set", args->overrides, "override a key: --set eval.max_tokens=0");
   command->add_option("-o,--output", args->output,
-                      "report path (default: <checkpoint>/eval.json, or the directory "
-                      "<checkpoint>/mixture/ with --mixture)");
-  command->add_flag("--mixture", args->mixture,
+                      "report path (default: eval.json, or the directory mixture/ with "
+                      "--mixture, in the run or checkpoint directory given)");
+  command->add_flag("--mixture", f.mixture,
                     "every training and novel domain with top-1, uniform, updating and cached "
                     "priors and cached top-k; posterior matrix and plots");
-  command->add_option("--prior", args->prior, "mix every domain with this prior (prior.json)");
-  command->add_option("--top-k", args->top_k,
-                      "with --prior or --text: run only the k experts "
-                      "with the largest prior (0 = all)");
-  command->add_option("--text", args->text, "a plain text file of unknown domain to score");
-  command->add_option("--token-logprobs", args->token_logprobs,
-                      "with --text and --domain: write every token's log-probability under that "
+  command->add_option("--prior", f.prior, "mix every domain with this prior (prior.json)");
+  auto* top_k = command->add_option("--top-k", f.top_k,
+                                    "with --prior or --text: run only the k experts "
+                                    "with the largest prior (0 = all)");
+  command->add_option("--text", f.text,
+                      "a plain text file to score: mixed (DEMix), or through --domain's expert, "
+                      "or by a dense model");
+  command->add_option("--token-logprobs", f.token_logprobs,
+                      "with --text (and --domain): write every token's log-probability under that "
                       "domain's expert (JSON)");
-  command->add_option("--domain", args->domain, "the training domain --token-logprobs routes to");
-  command->callback([args] {
+  command->add_option("--domain", f.domain,
+                      "with --text: the training domain to route to (no mixing)");
+  command->callback([args, top_k] {
+    auto& f = args->flags;
+    f.top_k_given = top_k->count() > 0;
+    check_flags(f);
     auto m = load_eval_model(args->checkpoint, args->overrides);
-    if (!args->token_logprobs.empty()) {
-      if (args->text.empty()) throw Error("--token-logprobs: give the text to score with --text");
-      write_token_logprobs(m, args->text, args->domain, args->token_logprobs);
+    const auto dir = report_dir(args->checkpoint, m);
+    if (!f.token_logprobs.empty()) {
+      write_token_logprobs(m, f.text, f.domain, f.token_logprobs);
       return;
     }
-    if (args->mixture) {
-      mixture_report(m, args->output.empty() ? m.checkpoint + "/mixture" : args->output);
+    if (f.mixture) {
+      mixture_report(m, args->output.empty() ? dir + "/mixture" : args->output);
       return;
     }
-    if (!args->text.empty() || !args->prior.empty()) {
+    const bool known_domain = m.config.n_experts() == 0 || !f.domain.empty();
+    if (!f.text.empty() && known_domain) {
+      if (m.groups) throw Error("--text with --domain or a dense model runs in one process");
+      const auto text = text_to_score(m, f.text);
+      eval::Progress progress("eval", text.windows.inputs.size(0));
+      progress.stage(text.name);
+      m.model->eval();
+      print_score(text.name,
+                  eval::score_windows(*m.model, text.windows, route_of(m, f.domain),
+                                      m.config.eval.batch_size, &progress),
+                  text.bytes);
+      return;
+    }
+    if (!f.text.empty() || !f.prior.empty()) {
       require_experts(m);
-      const eval::MixtureOptions options{eval::parse_posterior(m.config.eval.posterior),
-                                         args->top_k, m.config.eval.batch_size};
-      std::vector<std::pair<std::string, data::EvalWindows>> targets;
-      if (!args->text.empty()) {
-        targets.emplace_back(args->text, text_windows(m, args->text));
-      } else {
-        for (const auto& d : m.config.all_domains())
-          targets.emplace_back(
-              d, data::eval_windows(*data::open_split(m.config, d, "test"), m.config.model.seq_len,
-                                    m.config.eval.max_tokens));
-      }
-      for (const auto& [name, windows] : targets) {
-        auto prior = prior_from(m, args->prior);
-        const auto result = eval::score_mixture(m.scorer(), windows, prior, options);
-        if (!m.writes()) continue;
-        std::printf("%s: %lld tokens, perplexity %.2f\n  mean block posterior: %s\n", name.c_str(),
-                    static_cast<long long>(result.score.tokens), std::exp(result.score.loss()),
-                    eval::format_prior(m.experts(), result.mean_block_posterior).c_str());
-      }
+      const auto prior = prior_from(m, f.prior);  // read before any text is scored
+      mix_texts(m, f.text.empty() ? test_splits(m) : std::vector{text_to_score(m, f.text)}, prior,
+                f.top_k);
       return;
     }
     if (m.groups)
@@ -223,7 +339,7 @@ void add_eval_command(CLI::App& app) {
     std::cout << eval::format_table(scores);
     if (m.config.n_experts() > 0 && !m.config.data.eval_domains.empty())
       spdlog::info("novel domains need mixing: demix eval {} --mixture", args->checkpoint);
-    const auto path = args->output.empty() ? m.checkpoint + "/eval.json" : args->output;
+    const auto path = args->output.empty() ? dir + "/eval.json" : args->output;
     JsonObject report = eval::to_json(scores);
     report.add("checkpoint", m.checkpoint);
     write_file_atomic(path, report.str() + "\n");
@@ -257,7 +373,7 @@ void add_prior_command(CLI::App& app) {
     const auto held_out =
         args->text.empty() ? data::eval_windows(*data::open_split(m.config, args->domain, "valid"),
                                                 m.config.model.seq_len, 0)
-                           : text_windows(m, args->text);
+                           : text_to_score(m, args->text).windows;
     const eval::MixtureOptions options{eval::parse_posterior(m.config.eval.posterior), 0,
                                        m.config.eval.batch_size};
     const auto blocks = std::min<int64_t>(m.config.eval.prior_blocks, held_out.inputs.size(0));

@@ -1,6 +1,7 @@
 // `demix generate`: sample text from a checkpoint with one expert (--domain), or with the experts
 // mixed by the domain posterior of the text so far (--prior FILE or --mix uniform).
 
+#include <cmath>
 #include <cstdio>
 
 #include "demix/core/device.h"
@@ -21,7 +22,10 @@ void add_generate_command(CLI::App& app) {
     generate::SamplingOptions sampling;
   };
   auto args = std::make_shared<Args>();
-  auto* command = app.add_subcommand("generate", "sample text with one expert or a mixture");
+  auto* command = app.add_subcommand(
+      "generate",
+      "sample text with one expert or a mixture; a DEMix model needs one of --domain, --prior "
+      "or --mix");
   command->add_option("checkpoint", args->checkpoint, "checkpoint or run directory")->required();
   command->add_option("--prompt", args->prompt, "text to continue")->required();
   auto* domain = command->add_option("--domain", args->domain, "route to this domain's expert");
@@ -43,10 +47,14 @@ void add_generate_command(CLI::App& app) {
   command->add_option("--set", args->overrides, "override a key: --set train.device=cuda");
   command->callback([args] {
     const auto& s = args->sampling;
-    if (s.temperature < 0) throw Error("--temperature: expected >= 0");
-    if (s.top_k < 0) throw Error("--top-k: expected >= 0");
-    if (!(s.top_p > 0 && s.top_p <= 1)) throw Error("--top-p: expected in (0, 1]");
-    if (args->max_tokens < 0) throw Error("--max-tokens: expected >= 0");
+    if (!(s.temperature >= 0) || !std::isfinite(s.temperature))  // NaN fails every comparison
+      throw Error("--temperature " + std::to_string(s.temperature) +
+                  ": expected a finite value >= 0");
+    if (s.top_k < 0) throw Error("--top-k " + std::to_string(s.top_k) + ": expected >= 0");
+    if (!(s.top_p > 0 && s.top_p <= 1))
+      throw Error("--top-p " + std::to_string(s.top_p) + ": expected in (0, 1]");
+    if (args->max_tokens < 0)
+      throw Error("--max-tokens " + std::to_string(args->max_tokens) + ": expected >= 0");
     const auto checkpoint = train::resolve_checkpoint(args->checkpoint);
     const auto config = with_overrides(train::checkpoint_config(checkpoint), args->overrides);
     model::use_cpu_settings(config.train);
@@ -64,7 +72,8 @@ void add_generate_command(CLI::App& app) {
       if (!args->prior.empty() || !args->mix.empty())
         throw Error(checkpoint + ": a dense model has no experts to mix");
       if (config.model.domain_token)
-        throw Error(checkpoint + ": a +DOMAIN-TOKEN model needs --domain");
+        throw Error(checkpoint +
+                    ": a +DOMAIN-TOKEN model needs --domain X (--prior and --mix need experts)");
       experts.domain = 0;
     } else if (!args->prior.empty()) {
       experts.log_prior = eval::read_prior(args->prior, domains).log_probs();
@@ -72,7 +81,7 @@ void add_generate_command(CLI::App& app) {
       experts.log_prior = eval::Prior::uniform(config.n_experts()).log_probs();
     } else {
       throw Error(checkpoint +
-                  ": a DEMix model needs --domain X, --prior prior.json or --mix uniform");
+                  ": a DEMix model needs one of --domain X, --prior prior.json or --mix uniform");
     }
 
     const data::Tokenizer tokenizer(config.tokenizer.model);

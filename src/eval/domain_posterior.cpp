@@ -85,12 +85,17 @@ at::Tensor Prior::log_probs() const {
   return at::tensor(probs_, at::TensorOptions().dtype(at::kDouble)).log();
 }
 
-void Prior::update(const at::Tensor& log_block_posterior) {
+void Prior::update(const at::Tensor& log_block_posteriors) {
   if (!is_updating()) return;
-  const auto mean = log_block_posterior.to(at::kDouble).exp().mean(0).cpu();
-  TORCH_CHECK(mean.numel() == int64_t(probs_.size()), "posterior has the wrong number of experts");
-  const auto* m = mean.data_ptr<double>();
-  for (size_t j = 0; j < probs_.size(); ++j) probs_[j] = alpha_ * m[j] + (1 - alpha_) * probs_[j];
+  const auto posteriors = log_block_posteriors.to(at::kDouble).exp().cpu().contiguous();
+  TORCH_CHECK(posteriors.dim() == 2 && posteriors.size(1) == int64_t(probs_.size()),
+              "posterior has the wrong number of experts");
+  const auto* row = posteriors.data_ptr<double>();
+  for (int64_t b = 0; b < posteriors.size(0); ++b, row += probs_.size()) {
+    const double weight = blocks_seen_++ == 0 ? 1.0 : alpha_;  // ewm(adjust=False) starts at x_0
+    for (size_t j = 0; j < probs_.size(); ++j)
+      probs_[j] = weight * row[j] + (1 - weight) * probs_[j];
+  }
 }
 
 std::vector<int64_t> top_k_experts(const std::vector<double>& probs, int64_t k) {

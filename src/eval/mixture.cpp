@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <numeric>
@@ -61,11 +62,19 @@ at::Tensor restricted_log_prior(const Prior& prior, const std::vector<int64_t>& 
   return Prior::fixed(p).log_probs();
 }
 
-// (B, K) over the chosen experts -> (B, E) with zero probability elsewhere, as log-probs.
-at::Tensor widen(const at::Tensor& log_post, const std::vector<int64_t>& experts, int64_t E) {
-  auto full =
-      at::full({log_post.size(0), E}, -std::numeric_limits<double>::infinity(), log_post.options());
-  full.index_copy_(1, at::tensor(experts, at::kLong).to(log_post.device()), log_post);
+at::Tensor expert_index(const std::vector<int64_t>& experts, const at::Device& device) {
+  return at::tensor(experts, at::kLong).to(device);
+}
+
+// The block posterior over all E experts, (1, E) log-probs, from the one over the K experts that
+// scored the block: their prior mass is shared out by the posterior over them, the experts that
+// did not run keep their prior probability (the block says nothing about them).
+at::Tensor widen(const at::Tensor& log_post, const Prior& prior,
+                 const std::vector<int64_t>& experts) {
+  auto full = prior.log_probs().to(log_post.device()).unsqueeze(0);
+  double chosen_mass = 0;
+  for (auto e : experts) chosen_mass += prior.probs()[size_t(e)];
+  full.index_copy_(1, expert_index(experts, log_post.device()), log_post + std::log(chosen_mass));
   return full;
 }
 
@@ -73,6 +82,43 @@ std::vector<int64_t> chosen_experts(const Prior& prior, int64_t top_k) {
   const auto E = int64_t(prior.probs().size());
   return top_k_experts(prior.probs(), top_k > 0 ? top_k : E);
 }
+
+// The experts' log-probs of one batch, (B, T, E), scored on demand: asking for a block's experts
+// scores those not yet known for that block on every row from it to the end of the batch in one
+// call, so a fixed choice of experts costs one call per batch and a top-k that moves with an
+// updating prior costs one more call per change. Every rank asks for the same experts in the same
+// order (the prior is the same everywhere), as ExpertScorer requires.
+class BatchLogprobs {
+ public:
+  BatchLogprobs(const ExpertScorer& scorer, at::Tensor inputs, at::Tensor targets, int64_t E)
+      : scorer_(scorer),
+        inputs_(std::move(inputs)),
+        targets_(std::move(targets)),
+        known_from_(size_t(E), inputs_.size(0)),
+        logprobs_(at::empty({inputs_.size(0), inputs_.size(1), E},
+                            inputs_.options().dtype(at::kDouble))) {}
+
+  // Block b's log-probs under `experts`: (1, T, K).
+  at::Tensor block(int64_t b, const std::vector<int64_t>& experts) {
+    std::vector<int64_t> missing;
+    for (auto e : experts)
+      if (known_from_[size_t(e)] > b) missing.push_back(e);
+    if (!missing.empty()) {
+      const auto rows = inputs_.size(0) - b;
+      logprobs_.narrow(0, b, rows)
+          .index_copy_(2, expert_index(missing, logprobs_.device()),
+                       scorer_(inputs_.narrow(0, b, rows), targets_.narrow(0, b, rows), missing));
+      for (auto e : missing) known_from_[size_t(e)] = b;
+    }
+    return logprobs_.narrow(0, b, 1).index_select(2, expert_index(experts, logprobs_.device()));
+  }
+
+ private:
+  const ExpertScorer& scorer_;
+  at::Tensor inputs_, targets_;
+  std::vector<int64_t> known_from_;  // expert e is scored on rows known_from_[e] .. B-1
+  at::Tensor logprobs_;
+};
 
 }  // namespace
 
@@ -90,18 +136,22 @@ MixtureScore score_mixture(const ExpertScorer& scorer, const data::EvalWindows& 
   auto posterior_sum = at::zeros({E}, nll.options());
   for (int64_t start = 0; start < n; start += options.batch_size) {
     const int64_t rows = std::min(options.batch_size, n - start);
-    const auto experts = chosen_experts(prior, options.top_k);  // re-chosen as the prior moves
-    const auto logprobs =
-        scorer(to_device(windows.inputs.narrow(0, start, rows), device),
-               to_device(windows.targets.narrow(0, start, rows), device), experts);
-    const auto log_prior = restricted_log_prior(prior, experts);
-    const auto log_post = log_posterior(logprobs, log_prior, options.posterior);
-    nll -= mixture_logprobs(logprobs, log_post).sum(at::kDouble);
-    result.score.tokens += logprobs.size(0) * logprobs.size(1);
-    const auto block =
-        widen(log_block_posterior(logprobs, log_prior, options.posterior), experts, E);
-    posterior_sum += block.exp().sum(0, /*keepdim=*/false, at::kDouble);
-    prior.update(block);
+    BatchLogprobs batch(scorer, to_device(windows.inputs.narrow(0, start, rows), device),
+                        to_device(windows.targets.narrow(0, start, rows), device), E);
+    // Block by block: each block is mixed with the prior as it stood before it.
+    for (int64_t b = 0; b < rows; ++b) {
+      const auto experts = chosen_experts(prior, options.top_k);  // re-chosen as the prior moves
+      const auto logprobs = batch.block(b, experts);
+      const auto log_prior = restricted_log_prior(prior, experts);
+      nll -= mixture_logprobs(logprobs, log_posterior(logprobs, log_prior, options.posterior))
+                 .sum(at::kDouble);
+      result.score.tokens += logprobs.size(1);
+      const auto block =
+          widen(log_block_posterior(logprobs, log_prior, options.posterior), prior, experts);
+      posterior_sum += block[0].exp();
+      prior.update(block);
+    }
+    if (options.progress) options.progress->advance(rows, rows * windows.inputs.size(1));
   }
   model.train(was_training);
   result.score.nll_sum = nll.item<double>();
@@ -156,6 +206,39 @@ std::string format_prior(const std::vector<std::string>& experts,
   return out;
 }
 
+namespace {
+
+std::vector<std::string> prior_names(const std::string& path, const YAML::Node& names) {
+  std::vector<std::string> out;
+  if (names.IsSequence())
+    for (const auto& name : names)
+      if (name.IsScalar()) out.push_back(name.Scalar());
+  if (!names.IsSequence() || out.size() != names.size())
+    throw Error(path + ": 'experts' must be a list of expert names");
+  return out;
+}
+
+std::vector<double> prior_values(const std::string& path, const YAML::Node& values) {
+  if (!values.IsSequence()) throw Error(path + ": 'prior' must be a list of probabilities");
+  std::vector<double> out;
+  for (const auto& value : values) {
+    const auto where = path + ": prior[" + std::to_string(out.size()) + "]";
+    double v = std::numeric_limits<double>::quiet_NaN();
+    try {
+      v = value.as<double>();
+    } catch (const YAML::Exception&) {
+      // not a number: v stays NaN and is refused below, by the value as written
+    }
+    if (!std::isfinite(v) || v < 0)
+      throw Error(where + "=" + (value.IsScalar() ? value.Scalar() : std::string("(not a value)")) +
+                  ": expected a finite probability >= 0");
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
 Prior read_prior(const std::string& path, const std::vector<std::string>& experts) {
   YAML::Node node;
   try {
@@ -163,14 +246,28 @@ Prior read_prior(const std::string& path, const std::vector<std::string>& expert
   } catch (const YAML::Exception& e) {
     throw Error(path + ": cannot read prior file: " + e.msg);
   }
-  if (!node["experts"] || !node["prior"])
+  if (!node.IsMap() || !node["experts"] || !node["prior"])
     throw Error(path + ": expected keys 'experts' and 'prior'");
-  const auto names = node["experts"].as<std::vector<std::string>>();
-  if (names != experts)
-    throw Error(path + ": prior over experts [" + (names.empty() ? "" : names.front()) +
-                ", ...] does not match the checkpoint's " + std::to_string(experts.size()) +
-                " experts in order");
-  return Prior::fixed(node["prior"].as<std::vector<double>>());
+  const auto names = prior_names(path, node["experts"]);
+  const auto values = prior_values(path, node["prior"]);
+  if (names.size() != values.size())
+    throw Error(path + ": " + std::to_string(values.size()) + " prior values for " +
+                std::to_string(names.size()) + " expert names");
+  if (names != experts) {
+    std::string expected;
+    for (const auto& e : experts) expected += (expected.empty() ? "" : ",") + e;
+    throw Error(path + ": prior over experts [" +
+                (names.empty() ? std::string() : names.front() + ",...") + "] (" +
+                std::to_string(names.size()) + ") does not match the checkpoint's experts [" +
+                expected + "] in order");
+  }
+  // A sum far from 1 means another kind of file or a mistyped value (percentages, counts):
+  // refused rather than renormalised; rounding in a hand-written prior is renormalised.
+  const double total = std::accumulate(values.begin(), values.end(), 0.0);
+  if (std::abs(total - 1) > kPriorSumTolerance)
+    throw Error(path + ": prior values sum to " + std::to_string(total) + ", expected 1 (within " +
+                std::to_string(kPriorSumTolerance) + ")");
+  return Prior::fixed(values);
 }
 
 }  // namespace demix::eval

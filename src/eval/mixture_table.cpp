@@ -1,5 +1,6 @@
 #include "demix/eval/mixture_table.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,19 +25,34 @@ double timed(F&& f) {
 std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& config) {
   const auto& ec = config.eval;
   const auto E = int64_t(config.data.domains.size());
-  const MixtureOptions options{parse_posterior(ec.posterior), 0, ec.batch_size};
   const auto domains = config.all_domains();
+  // The test windows and the held-out (valid) windows of domain i, one domain at a time.
+  auto test_windows = [&](size_t i) {
+    return data::eval_windows(*data::open_split(config, domains[i], "test"), config.model.seq_len,
+                              ec.mix_max_tokens);
+  };
+  auto held_out_windows = [&](size_t i) {
+    return data::eval_windows(*data::open_split(config, domains[i], "valid"), config.model.seq_len,
+                              0);
+  };
+  int64_t blocks = 0;  // for the progress total
+  for (size_t i = 0; i < domains.size(); ++i) {
+    const int64_t variants = (int64_t(i) < E) + 3 + (ec.top_k < E);  // as added below
+    blocks += variants * test_windows(i).inputs.size(0) +
+              std::min(ec.prior_blocks, held_out_windows(i).inputs.size(0));
+  }
+  Progress progress("mixture", blocks);
+  MixtureOptions options{parse_posterior(ec.posterior), 0, ec.batch_size, &progress};
   std::vector<MixtureRow> rows;
   for (size_t i = 0; i < domains.size(); ++i) {
     MixtureRow row;
     row.domain = domains[i];
     row.trained = int64_t(i) < E;
-    const auto test = data::open_split(config, row.domain, "test");
-    const auto valid = data::open_split(config, row.domain, "valid");
-    const auto windows = data::eval_windows(*test, config.model.seq_len, ec.mix_max_tokens);
+    const auto windows = test_windows(i);
     auto add = [&](const std::string& name, Prior prior, int64_t top_k) {
       MixtureOptions o = options;
       o.top_k = top_k;
+      progress.stage(row.domain + " " + name);
       MixtureScore score;
       const double seconds = timed([&] { score = score_mixture(scorer, windows, prior, o); });
       row.tokens = score.score.tokens;
@@ -52,8 +68,9 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
     }
     add("uniform", Prior::uniform(E), 0);
     add("updating", Prior::updating(E, ec.alpha), 0);
-    const auto held_out = data::eval_windows(*valid, config.model.seq_len, 0);
-    const auto cached = estimate_prior(scorer, held_out, ec.prior_blocks, ec.alpha, options);
+    progress.stage(row.domain + " cached prior estimate");
+    const auto cached =
+        estimate_prior(scorer, held_out_windows(i), ec.prior_blocks, ec.alpha, options);
     row.cached_prior = cached.probs();
     add("cached", cached, 0);
     if (ec.top_k < E) add("cached_top" + std::to_string(ec.top_k), cached, ec.top_k);

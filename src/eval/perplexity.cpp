@@ -4,19 +4,66 @@
 #include <cstdio>
 
 #include "demix/core/device.h"
+#include "demix/core/error.h"
 #include "demix/data/corpus.h"
 #include "demix/data/domain_batcher.h"
 
 namespace demix::eval {
 
 double SplitScore::perplexity() const { return std::exp(loss()); }
-double SplitScore::bits_per_byte() const { return loss() / std::log(2.0) / bytes_per_token; }
+double SplitScore::bits_per_byte() const {
+  return bytes > 0 ? nll_sum / std::log(2.0) / double(bytes) : std::nan("");
+}
 
-SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64_t route,
-                       int64_t max_tokens, int64_t batch_size) {
+namespace {
+const std::string kSpace = "\xe2\x96\x81";  // U+2581, sentencepiece's space
+constexpr int64_t kSeparatorBytes = 3;      // "\n\f\n" between documents (split_documents)
+
+bool is_byte_piece(const std::string& piece) {  // "<0x41>"
+  return piece.size() == 6 && piece.rfind("<0x", 0) == 0 && piece.back() == '>';
+}
+}  // namespace
+
+TokenBytes::TokenBytes(const data::Tokenizer& tokenizer) {
+  for (int64_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    const auto piece = tokenizer.piece(id);
+    int64_t n = 0;
+    if (id == tokenizer.eos_id())
+      n = kSeparatorBytes;
+    else if (is_byte_piece(piece))
+      n = 1;
+    else
+      for (size_t i = 0; i < piece.size(); ++n)
+        i += piece.compare(i, kSpace.size(), kSpace) == 0 ? kSpace.size() : 1;
+    bytes_.push_back(n);
+  }
+}
+
+int64_t TokenBytes::scored(const uint16_t* tokens, int64_t size, int64_t scored,
+                           uint64_t text_bytes, const std::string& source) const {
+  auto sum = [&](int64_t from, int64_t to) {
+    int64_t total = 0;
+    for (int64_t i = from; i < to; ++i) {
+      if (tokens[i] >= bytes_.size())
+        throw Error(source + ": token id " + std::to_string(tokens[i]) +
+                    " is outside the tokenizer's vocabulary");
+      total += bytes_[tokens[i]];
+    }
+    return total;
+  };
+  // The last end-of-text stands for a separator only when the text ends with one.
+  const int64_t excess = sum(0, size) - int64_t(text_bytes);
+  if (excess != 0 && excess != kSeparatorBytes)
+    throw Error(source + ": its tokens stand for " + std::to_string(excess + int64_t(text_bytes)) +
+                " bytes of text, its header says " + std::to_string(text_bytes) +
+                " (encoded with another tokenizer? run demix data again)");
+  return sum(1, scored + 1) - (scored + 1 == size ? excess : 0);
+}
+
+SplitScore score_windows(model::GptImpl& model, const data::EvalWindows& windows, int64_t route,
+                         int64_t batch_size, Progress* progress) {
   torch::NoGradGuard no_grad;
   const auto device = model.wte->weight.device();
-  const auto windows = data::eval_windows(file, model.config().block_size, max_tokens);
   SplitScore score;
   // Summed on the device: the host reads the totals once, after the last batch.
   auto nll = torch::zeros({}, torch::TensorOptions(device).dtype(torch::kDouble));
@@ -32,31 +79,55 @@ SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64
     nll -= logprobs.sum(torch::kDouble);
     hits += right.sum();
     score.tokens += logprobs.numel();
+    if (progress) progress->advance(rows, logprobs.numel());
   }
   score.nll_sum = nll.item<double>();
   score.hits = hits.item<int64_t>();
-  score.bytes_per_token = double(file.header().text_bytes) / double(file.size());
   return score;
+}
+
+SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64_t route,
+                       int64_t max_tokens, int64_t batch_size) {
+  return score_windows(model, data::eval_windows(file, model.config().block_size, max_tokens),
+                       route, batch_size);
 }
 
 std::vector<SplitScore> evaluate(model::GptImpl& model, const Config& config,
                                  const std::vector<std::string>& splits, int64_t max_tokens) {
   const bool was_training = model.is_training();
   model.eval();
-  std::vector<std::pair<std::string, int64_t>> targets;  // (domain, route)
+  const TokenBytes token_bytes{data::Tokenizer(config.tokenizer.model)};
+  std::vector<std::pair<std::string, int64_t>> routes;  // (domain, route)
   for (size_t d = 0; d < config.data.domains.size(); ++d)
-    targets.emplace_back(config.data.domains[d], int64_t(d));
+    routes.emplace_back(config.data.domains[d], int64_t(d));
   if (config.n_experts() == 0 && !config.model.domain_token)
-    for (const auto& d : config.data.eval_domains) targets.emplace_back(d, 0);
-  std::vector<SplitScore> scores;
-  for (const auto& split : splits) {
-    for (const auto& [domain, route] : targets) {
-      const auto file = data::open_split(config, domain, split);
-      auto score = score_split(model, *file, route, max_tokens, config.eval.batch_size);
-      score.domain = domain;
-      score.split = split;
-      scores.push_back(score);
+    for (const auto& d : config.data.eval_domains) routes.emplace_back(d, 0);
+  struct Part {
+    SplitScore score;
+    int64_t route;
+    std::unique_ptr<data::TokenFile> file;
+  };
+  auto windows_of = [&](const Part& part) {
+    return data::eval_windows(*part.file, model.config().block_size, max_tokens);
+  };
+  std::vector<Part> parts;  // every split of every domain, opened first for the progress total
+  int64_t blocks = 0;
+  for (const auto& split : splits)
+    for (const auto& [domain, route] : routes) {
+      parts.push_back({{domain, split}, route, data::open_split(config, domain, split)});
+      blocks += windows_of(parts.back()).inputs.size(0);  // one split's windows at a time
     }
+  Progress progress("eval", blocks);
+  std::vector<SplitScore> scores;
+  for (auto& part : parts) {
+    progress.stage(part.score.domain + "/" + part.score.split);
+    auto score =
+        score_windows(model, windows_of(part), part.route, config.eval.batch_size, &progress);
+    score.bytes = token_bytes.scored(part.file->tokens(), int64_t(part.file->size()), score.tokens,
+                                     part.file->header().text_bytes, part.file->path());
+    score.domain = part.score.domain;
+    score.split = part.score.split;
+    scores.push_back(score);
   }
   model.train(was_training);
   return scores;

@@ -105,23 +105,28 @@ TEST(DomainPosteriorTest, BlockPosteriorUsesEveryToken) {
   EXPECT_TRUE(torch::allclose(block, expected, 1e-12, 1e-12));
 }
 
-TEST(PriorTest, UpdatingPriorIsTheClosedFormEma) {
-  auto prior = Prior::updating(3, 0.3);
-  // Each batch: two rows' block posteriors; the update uses their mean.
-  const std::vector<std::vector<std::vector<double>>> batches = {{{0.8, 0.1, 0.1}, {0.6, 0.3, 0.1}},
-                                                                 {{0.2, 0.5, 0.3}, {0.2, 0.5, 0.3}},
-                                                                 {{0, 0, 1}, {0, 1, 0}}};
-  std::vector<double> expected = {1.0 / 3, 1.0 / 3, 1.0 / 3};
-  for (const auto& rows : batches) {
-    prior.update(
-        torch::tensor({rows[0][0], rows[0][1], rows[0][2], rows[1][0], rows[1][1], rows[1][2]},
-                      torch::kDouble)
-            .view({2, 3})
-            .log());
-    for (size_t j = 0; j < 3; ++j)
-      expected[j] = 0.3 * (rows[0][j] + rows[1][j]) / 2 + 0.7 * expected[j];
+// pandas ewm(alpha, adjust=False) over the block posteriors in order: the first block's posterior,
+// then alpha * posterior + (1 - alpha) * prior; rows of one update are blocks in order, so how the
+// blocks are batched does not matter.
+TEST(PriorTest, UpdatingPriorIsTheEwmOfTheBlockPosteriorsInOrder) {
+  const std::vector<std::vector<double>> blocks = {
+      {0.8, 0.1, 0.1}, {0.6, 0.3, 0.1}, {0.2, 0.5, 0.3}, {0.2, 0.5, 0.3}, {0, 0, 1}, {0, 1, 0}};
+  std::vector<double> expected = blocks[0];
+  for (size_t b = 1; b < blocks.size(); ++b)
+    for (size_t j = 0; j < 3; ++j) expected[j] = 0.3 * blocks[b][j] + 0.7 * expected[j];
+  auto as_log = [&](size_t first, size_t count) {
+    std::vector<double> flat;
+    for (size_t b = first; b < first + count; ++b)
+      flat.insert(flat.end(), blocks[b].begin(), blocks[b].end());
+    return torch::tensor(flat, torch::kDouble).view({int64_t(count), 3}).log();
+  };
+  for (size_t batch : {1, 2, 3, 6}) {
+    auto prior = Prior::updating(3, 0.3);
+    EXPECT_EQ(prior.probs(), std::vector<double>(3, 1.0 / 3));  // uniform before any block
+    for (size_t first = 0; first < blocks.size(); first += batch)
+      prior.update(as_log(first, batch));
+    for (size_t j = 0; j < 3; ++j) EXPECT_NEAR(prior.probs()[j], expected[j], 1e-12) << batch;
   }
-  for (size_t j = 0; j < 3; ++j) EXPECT_NEAR(prior.probs()[j], expected[j], 1e-12) << j;
 }
 
 TEST(PriorTest, FixedAndUniformNeverMove) {

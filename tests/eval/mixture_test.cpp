@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "demix/core/error.h"
+#include "support/mixture_reference.h"
 
 namespace demix::eval {
 namespace {
@@ -124,6 +125,75 @@ TEST(MixtureTest, CachedPriorFavoursTheExpertThatFitsAndRoundTripsThroughAFile) 
     for (size_t j = 0; j < 3; ++j) EXPECT_EQ(again.probs()[j], prior.probs()[j]);
     EXPECT_THROW(read_prior(path, {"a", "c", "b"}), Error);
   }
+}
+
+// Random windows of token ids in [low, high).
+data::EvalWindows windows_in(int64_t n, int64_t low, int64_t high, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto tokens = torch::randint(low, high, {n, 13});
+  return {tokens.narrow(1, 0, 12), tokens.narrow(1, 1, 12)};
+}
+
+data::EvalWindows concat(const data::EvalWindows& a, const data::EvalWindows& b) {
+  return {torch::cat({a.inputs, b.inputs}), torch::cat({a.targets, b.targets})};
+}
+
+// Experts 1 and 2 each trained on their own kind of text (low or high token ids), so that the
+// posterior moves decisively between them; expert 0 stays as initialised.
+model::Gpt distinct_experts() {
+  model::Gpt m(small(), 13);
+  std::vector<at::Tensor> params;
+  for (const auto& item : m->named_parameters()) params.push_back(item.value());
+  torch::optim::Adam adam(params, torch::optim::AdamOptions(1e-2));
+  const auto low = windows_in(8, 0, 32, 20), high = windows_in(8, 32, 64, 21);
+  for (int i = 0; i < 30; ++i)
+    for (const auto& [w, expert] : {std::pair{low, int64_t(1)}, std::pair{high, int64_t(2)}}) {
+      adam.zero_grad();
+      m->loss(w.inputs, w.targets, model::Routing(std::vector<int64_t>(8, expert), torch::kCPU))
+          .backward();
+      adam.step();
+    }
+  return m;
+}
+
+// The updating prior (and top-k re-chosen with it) against the float64 reference, for several
+// batch sizes: each block is mixed with the prior as it stood before it, whatever the batching.
+TEST(MixtureTest, UpdatingPriorAndTopKMatchAFloat64ReferenceForAnyBatchSize) {
+  auto m = distinct_experts();
+  // 3 blocks of low text, then 6 of high: the best expert changes inside a batch.
+  const auto w = concat(windows_in(3, 0, 32, 11), windows_in(6, 32, 64, 12));
+  const auto lp = reference::separate_expert_logprobs(*m, w, 3);
+  const std::vector<double> uniform(3, 1.0 / 3), skewed = {0.5, 0.2, 0.3};
+  struct Case {
+    const char* name;
+    std::vector<double> start;
+    double alpha;
+    int64_t top_k;
+  };
+  const std::vector<Case> cases = {{"updating", uniform, 0.3, 0},
+                                   {"updating top-1", uniform, 0.3, 1},
+                                   {"updating top-2", uniform, 0.3, 2},
+                                   {"fixed top-2", skewed, 0, 2}};
+  for (auto kind : {PosteriorKind::kPrefix, PosteriorKind::kLastToken}) {
+    for (const auto& c : cases) {
+      const auto expected = reference::reference_mixture(lp, c.start, c.alpha, size_t(c.top_k),
+                                                         kind == PosteriorKind::kLastToken);
+      for (int64_t batch : {1, 2, 4, 9}) {
+        auto prior = c.alpha > 0 ? Prior::updating(3, c.alpha) : Prior::fixed(c.start);
+        const auto got = score_mixture(*m, w, prior, {kind, c.top_k, batch});
+        const auto where = std::string(c.name) + ", batch " + std::to_string(batch) +
+                           (kind == PosteriorKind::kPrefix ? ", prefix" : ", last token");
+        EXPECT_NEAR(got.score.nll_sum, expected.nll, 1e-6 * expected.nll) << where;
+        for (size_t j = 0; j < 3; ++j)
+          EXPECT_NEAR(got.final_prior[j], expected.final_prior[j], 1e-6) << where << " " << j;
+      }
+    }
+  }
+  // What the cases claim to cover: the updating prior re-chooses the top-2 inside the first batch.
+  const auto top2 = reference::reference_mixture(lp, uniform, 0.3, 2);
+  EXPECT_EQ(top2.chosen[0], (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(top2.chosen[1], (std::vector<size_t>{1, 2}));
+  EXPECT_GT(top2.final_prior[2], 0.5);  // the high text's expert leads at the end
 }
 
 }  // namespace

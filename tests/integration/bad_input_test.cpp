@@ -300,6 +300,81 @@ TEST_F(BadInputTest, MissingTextFile) {
   expect_refused({"eval", a_checkpoint(), "--text", (kWork / "nosuch.txt").string()}, "nosuch.txt");
 }
 
+// Priors, evaluation and generation.
+// A prior file for checkpoint a (experts scripture, humour) with `body` after its expert list.
+std::string prior_file(const std::string& name, const std::string& body,
+                       const std::string& experts = R"(["scripture", "humour"])") {
+  const auto path = kWork / name;
+  write(path, R"({"experts": )" + experts + ", " + body + "}\n");
+  return path.string();
+}
+TEST_F(BadInputTest, PriorWithTooFewValues) {
+  expect_refused({"generate", a_checkpoint(), "--prompt", "In the", "--prior",
+                  prior_file("short.json", R"("prior": [1.0])")},
+                 "short.json: 1 prior values for 2 expert names");
+}
+TEST_F(BadInputTest, PriorOverOtherExperts) {
+  const auto eleven = prior_file(
+      "eleven.json", R"("prior": [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05])",
+      R"(["scripture", "humour", "c", "d", "e", "f", "g", "h", "i", "j", "k"])");
+  expect_refused({"eval", a_checkpoint(), "--prior", eleven},
+                 "eleven.json: prior over experts [scripture,...] (11) does not match");
+}
+TEST_F(BadInputTest, PriorSummingToTwo) {
+  expect_refused(
+      {"expert", "merge", a_checkpoint(), "--domains", "scripture,humour", "--weights",
+       prior_file("sum2.json", R"("prior": [1.0, 1.0])"), "--as", "both", "--out", out()},
+      "sum2.json: prior values sum to 2");
+}
+TEST_F(BadInputTest, PriorWithNaN) {
+  expect_refused(
+      {"eval", a_checkpoint(), "--prior", prior_file("nan.json", R"("prior": [NaN, 0.5])")},
+      "nan.json: prior[0]=NaN: expected a finite probability");
+}
+TEST_F(BadInputTest, PriorWithAString) {
+  expect_refused(
+      {"eval", a_checkpoint(), "--prior", prior_file("string.json", R"("prior": [0.5, "half"])")},
+      "string.json: prior[1]=half");
+}
+TEST_F(BadInputTest, PriorWithANegativeValue) {
+  expect_refused({"generate", a_checkpoint(), "--prompt", "In the", "--prior",
+                  prior_file("negative.json", R"("prior": [-0.5, 1.5])")},
+                 "negative.json: prior[0]=-0.5");
+}
+TEST_F(BadInputTest, TextIsADirectory) {
+  expect_refused({"eval", a_checkpoint(), "--text", kWork.string()}, "not a regular file");
+}
+TEST_F(BadInputTest, GenerateWithoutDomainPriorOrMix) {
+  expect_refused({"generate", a_checkpoint(), "--prompt", "In the"},
+                 "one of --domain X, --prior prior.json or --mix uniform");
+}
+TEST_F(BadInputTest, DomainWithoutText) {
+  expect_refused({"eval", a_checkpoint(), "--domain", "humour"},
+                 "--domain humour: only with --text");
+}
+TEST_F(BadInputTest, TopKWithoutMixing) {
+  expect_refused({"eval", a_checkpoint(), "--top-k", "1"}, "--top-k: only when mixing");
+}
+TEST_F(BadInputTest, NegativeTopK) {
+  expect_refused({"eval", a_checkpoint(), "--text", (kWork / "ok.txt").string(), "--top-k", "-1"},
+                 "--top-k -1");
+}
+TEST_F(BadInputTest, TemperatureNaN) {
+  expect_refused({"generate", a_checkpoint(), "--prompt", "In the", "--domain", "humour",
+                  "--temperature", "nan"},
+                 "--temperature nan");
+}
+TEST_F(BadInputTest, TemperatureInfinite) {
+  expect_refused({"generate", a_checkpoint(), "--prompt", "In the", "--domain", "humour",
+                  "--temperature", "inf"},
+                 "--temperature inf");
+}
+TEST_F(BadInputTest, TopPNaN) {
+  expect_refused(
+      {"generate", a_checkpoint(), "--prompt", "In the", "--domain", "humour", "--top-p", "nan"},
+      "--top-p nan");
+}
+
 // Tokenizer.
 TEST_F(BadInputTest, MissingTokenizerModel) {
   expect_refused({"eval", a_checkpoint(), "--text", (kWork / "ok.txt").string(), "--set",

@@ -13,6 +13,7 @@
 #include "demix/eval/mixture.h"
 #include "demix/train/trainer.h"
 #include "support/gloo_ranks.h"
+#include "support/mixture_reference.h"
 
 namespace demix {
 namespace {
@@ -163,7 +164,9 @@ namespace demix {
 namespace {
 
 // Mixing under expert parallelism: each rank scores the experts it leads, the log-probs are
-// all-gathered, and every rank gets the single-process result.
+// all-gathered, and every rank gets what one process computes (the float64 reference from one
+// known-domain forward per expert): with an updating prior, with it re-choosing the top 2, and
+// with a fixed top-1.
 TEST(ExpertParallelTest, MixingOnRanksEqualsOneProcess) {
   for (const auto& [W, E] : std::vector<std::pair<int, int>>{{2, 4}, {4, 2}}) {
     auto gpt = model::GptConfig::from(small({"a", "b", "c", "d"}, 1, "unused"));
@@ -173,19 +176,19 @@ TEST(ExpertParallelTest, MixingOnRanksEqualsOneProcess) {
     const auto tokens = torch::randint(0, gpt.vocab_size, {6, gpt.block_size + 1});
     const data::EvalWindows windows{tokens.narrow(1, 0, gpt.block_size),
                                     tokens.narrow(1, 1, gpt.block_size)};
-    std::vector<double> skewed(size_t(E), 1.0);
-    skewed[1] = 3.0;
-    auto uniform = eval::Prior::updating(E, 0.3);
-    auto fixed = eval::Prior::fixed(skewed);
-    const double expected = eval::score_mixture(*single, windows, uniform, {}).score.nll_sum;
-    const double expected_top1 =
-        eval::score_mixture(*single, windows, fixed, {eval::PosteriorKind::kPrefix, 1, 4})
-            .score.nll_sum;
+    std::vector<double> skewed(size_t(E), 1.0 / (E + 2));
+    skewed[1] = 3.0 / (E + 2);
+    const auto lp = reference::separate_expert_logprobs(*single, windows, E);
+    const std::vector<double> uniform(size_t(E), 1.0 / E);
+    const double expected = reference::reference_mixture(lp, uniform, 0.3, 0).nll;
+    const double expected_top2 = reference::reference_mixture(lp, uniform, 0.3, 2).nll;
+    const double expected_top1 = reference::reference_mixture(lp, skewed, 0, 1).nll;
 
     const auto store_path = fs::temp_directory_path() / ("demix_mix_store_" + std::to_string(W));
     fs::remove(store_path);
     auto store = c10::make_intrusive<c10d::FileStore>(store_path.string(), W);
-    std::vector<double> got(static_cast<size_t>(W)), got_top1(static_cast<size_t>(W));
+    const auto ranks = static_cast<size_t>(W);
+    std::vector<double> got(ranks), got_top2(ranks), got_top1(ranks);
     std::vector<std::thread> threads;
     for (int r = 0; r < W; ++r)
       threads.emplace_back([&, r] {
@@ -198,6 +201,10 @@ TEST(ExpertParallelTest, MixingOnRanksEqualsOneProcess) {
         const eval::ExpertScorer scorer(*model, &groups);
         auto prior = eval::Prior::updating(E, 0.3);
         got[size_t(r)] = eval::score_mixture(scorer, windows, prior, {}).score.nll_sum;
+        auto prior_top2 = eval::Prior::updating(E, 0.3);
+        got_top2[size_t(r)] =
+            eval::score_mixture(scorer, windows, prior_top2, {eval::PosteriorKind::kPrefix, 2, 4})
+                .score.nll_sum;
         auto fixed_prior = eval::Prior::fixed(skewed);
         got_top1[size_t(r)] =
             eval::score_mixture(scorer, windows, fixed_prior, {eval::PosteriorKind::kPrefix, 1, 4})
@@ -206,6 +213,7 @@ TEST(ExpertParallelTest, MixingOnRanksEqualsOneProcess) {
     for (auto& t : threads) t.join();
     for (int r = 0; r < W; ++r) {
       EXPECT_NEAR(got[size_t(r)], expected, 1e-6 * expected) << W << " ranks, rank " << r;
+      EXPECT_NEAR(got_top2[size_t(r)], expected_top2, 1e-6 * expected_top2) << "rank " << r;
       EXPECT_NEAR(got_top1[size_t(r)], expected_top1, 1e-6 * expected_top1) << "rank " << r;
       EXPECT_EQ(got[size_t(r)], got[0]);  // every rank returns the same result
     }

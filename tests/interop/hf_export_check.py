@@ -23,7 +23,13 @@ def check_logprobs(export, logprobs_json):
 
     tokenizer = AutoTokenizer.from_pretrained(export)
     text = open(report["text"], encoding="utf-8").read()
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # documents split and ended as `demix data` and `demix eval --text` do
+    docs = text.split("\n\f\n")
+    if docs[-1] == "":
+        docs.pop()
+    ids = []
+    for doc in docs:
+        ids += tokenizer(doc, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ours = torch.cat([inputs.reshape(-1), targets[-1, -1:]]).tolist()
     assert ids[: len(ours)] == ours, "the exported tokenizer encodes the text differently"
 

@@ -32,8 +32,11 @@ at::Tensor log_block_posterior(const at::Tensor& expert_logprobs, const at::Tens
 at::Tensor mixture_logprobs(const at::Tensor& expert_logprobs, const at::Tensor& log_posterior);
 
 // A prior over experts. `uniform` and `cached` (a fixed, estimated or given distribution) never
-// change; `updating` starts uniform and after each batch moves towards the batch's mean block
-// posterior: prior <- alpha * mean_b P(D | block b) + (1 - alpha) * prior.
+// change; `updating` is the exponentially weighted mean of the block posteriors seen so far, in
+// block order, as in the DEMix paper's code (pandas ewm(alpha, adjust=False)): it is uniform
+// before the first block, the first block's posterior after it, and then
+//   prior <- alpha * P(D | block) + (1 - alpha) * prior   after each further block.
+// Updating per block keeps it independent of how the blocks are batched.
 class Prior {
  public:
   static Prior uniform(int64_t experts);
@@ -43,11 +46,13 @@ class Prior {
   at::Tensor log_probs() const;  // (E), float64
   const std::vector<double>& probs() const { return probs_; }
   bool is_updating() const { return alpha_ > 0; }
-  void update(const at::Tensor& log_block_posterior);  // (B, E); no-op unless updating
+  // log P(D | block) of consecutive blocks, (B, E): applied row by row; no-op unless updating.
+  void update(const at::Tensor& log_block_posteriors);
 
  private:
   std::vector<double> probs_;
   double alpha_ = 0;
+  int64_t blocks_seen_ = 0;
 };
 
 // The k experts with the largest prior probability (ties: the lower id), in increasing id order.

@@ -13,6 +13,7 @@
 #include "demix/dist/process_groups.h"
 #include "demix/eval/domain_posterior.h"
 #include "demix/eval/perplexity.h"
+#include "demix/eval/progress.h"
 #include "demix/model/gpt.h"
 
 namespace demix::eval {
@@ -41,17 +42,22 @@ class ExpertScorer {
 
 struct MixtureOptions {
   PosteriorKind posterior = PosteriorKind::kPrefix;
-  int64_t top_k = 0;  // 0: every expert; else only the k with the largest prior are run
+  // 0: every expert; else only the k with the largest prior, chosen again before every block from
+  // the prior as it stands then (it moves when updating)
+  int64_t top_k = 0;
   int64_t batch_size = 8;
+  Progress* progress = nullptr;  // advanced after each batch if given
 };
 
 struct MixtureScore {
   SplitScore score;
   std::vector<double> mean_block_posterior;  // (E): P(D=j | block), averaged over the blocks
-  std::vector<double> final_prior;           // the prior after the last batch
+  std::vector<double> final_prior;           // the prior after the last block
 };
 
-// Scores `windows` with the mixture. An updating `prior` is updated after every batch.
+// Scores `windows` with the mixture, block by block in order: each block is mixed with `prior` as
+// it stood before that block, and an updating prior then takes in the block's posterior. Batches
+// of options.batch_size blocks share the experts' forwards; the result does not depend on it.
 MixtureScore score_mixture(const ExpertScorer& scorer, const data::EvalWindows& windows,
                            Prior& prior, const MixtureOptions& options);
 
@@ -70,6 +76,9 @@ void write_prior(const std::string& path, const Prior& prior,
                  int64_t blocks);
 // "alpha 0.700, beta 0.300": a prior or posterior for a log line.
 std::string format_prior(const std::vector<std::string>& experts, const std::vector<double>& probs);
+// Reads a prior file over exactly `experts`, in order: one finite value >= 0 per expert, summing
+// to 1 within kPriorSumTolerance (then renormalised); anything else is refused naming the file.
+inline constexpr double kPriorSumTolerance = 0.01;
 Prior read_prior(const std::string& path, const std::vector<std::string>& experts);
 
 }  // namespace demix::eval

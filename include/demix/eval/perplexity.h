@@ -10,22 +10,46 @@
 
 #include "demix/core/config.h"
 #include "demix/core/json.h"
+#include "demix/data/domain_batcher.h"
 #include "demix/data/token_file.h"
+#include "demix/data/tokenizer.h"
+#include "demix/eval/progress.h"
 #include "demix/model/gpt.h"
 
 namespace demix::eval {
 
 struct SplitScore {
   std::string domain, split;
-  int64_t tokens = 0;          // predicted tokens
-  double nll_sum = 0;          // nats
-  int64_t hits = 0;            // tokens whose most likely prediction is right
-  double bytes_per_token = 0;  // of the split's text
+  int64_t tokens = 0;  // predicted tokens
+  double nll_sum = 0;  // nats
+  int64_t hits = 0;    // tokens whose most likely prediction is right
+  int64_t bytes = 0;   // UTF-8 bytes of the predicted tokens' text (0: not counted)
   double loss() const { return nll_sum / double(tokens); }
   double perplexity() const;
-  double bits_per_byte() const;
+  double bits_per_byte() const;  // NaN unless `bytes` was counted
   double accuracy() const { return double(hits) / double(tokens); }  // next-token accuracy
 };
+
+// The UTF-8 bytes of text each token stands for, so that bits per byte divide by the bytes of
+// exactly the scored text: a piece's own bytes (its U+2581 is one space), one byte for a
+// byte-fallback piece, and for end-of-text the separator split_documents removed. Exact because
+// the tokenizer round-trips byte for byte; checked against the whole sequence's text size.
+class TokenBytes {
+ public:
+  explicit TokenBytes(const data::Tokenizer& tokenizer);
+  // Bytes of tokens[1 .. scored], the targets of the first evaluation windows, of `size` tokens
+  // that encode `text_bytes` bytes of text (named `source` in errors).
+  int64_t scored(const uint16_t* tokens, int64_t size, int64_t scored, uint64_t text_bytes,
+                 const std::string& source) const;
+
+ private:
+  std::vector<int64_t> bytes_;  // per token id
+};
+
+// Scores `windows` routed as domain `route`, batch by batch, advancing `progress` if given.
+// Counts no bytes.
+SplitScore score_windows(model::GptImpl& model, const data::EvalWindows& windows, int64_t route,
+                         int64_t batch_size, Progress* progress = nullptr);
 
 // Scores `file` routed as domain `route` in consecutive windows of the model's block size.
 SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64_t route,
