@@ -102,7 +102,8 @@ PY
     launcher=$!
     ranks=$(ranks_of $launcher)
     [ "$(echo $ranks | wc -w)" -eq 2 ] || fail "the launcher did not start 2 ranks: '$ranks'"
-    sleep 3  # inside training: past the rendezvous
+    for _ in $(seq 1200); do grep -q "model on rank 0" "$out.log" && break; sleep 0.1; done
+    grep -q "model on rank 0" "$out.log" || fail "rank 0 did not start training within 120 s"
     kill -TERM $launcher
     for _ in $(seq 600); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done
     kill -0 $launcher 2>/dev/null && fail "the launcher still runs 60 s after SIGTERM"
