@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <thread>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 
@@ -88,7 +89,10 @@ std::vector<double> expect_equivalent(int W, const std::vector<std::string>& dom
                   1e-5 * norms[size_t(s)])
           << "gradient norm of step " << s << " on rank " << r;
     for (const auto& [name, value] : ranks[size_t(r)]) {
-      ASSERT_TRUE(reference.count(name)) << name;
+      if (!reference.count(name)) {
+        ADD_FAILURE() << name << " is not in the single-process model";
+        continue;
+      }
       EXPECT_LE(relative_difference(value, reference.at(name)), 1e-5)
           << "rank " << r << " " << name;
       const auto expert = model::expert_of(name);
@@ -168,7 +172,8 @@ TEST(ExpertParallelTest, CheckpointReshardsAcrossWorldSizes) {
   auto single_config = small(domains, 2, out + "_single");
   train::Trainer single(single_config);
   for (int s = 0; s < 2; ++s) single.train_step();
-  const auto single_state = single.optimizer_state();
+  std::map<std::string, at::Tensor> single_state;  // a copy: the optimizer updates in place
+  for (const auto& [name, t] : single.optimizer_state()) single_state[name] = t.clone();
   single.train_step();
   const auto single_after = snapshot(single);
 
