@@ -37,7 +37,7 @@ endforeach()
 
 # Multi-process launches (Gloo): demix launch, torchrun, a rank that dies or hangs mid-run, and
 # SIGKILLs of a whole run followed by resumes.
-foreach(mode launch torchrun dead_rank hung_rank kill_resume)
+foreach(mode launch torchrun dead_rank hung_rank signals kill_resume)
   add_test(NAME dist.${mode} COMMAND bash tests/dist/launch_test.sh ${mode}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(dist.${mode} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 400 RUN_SERIAL ON

@@ -50,21 +50,26 @@ Batch DomainBatcher::next() {
   const uint64_t draw = cursor_++;
   const int64_t rows = this->rows();
   Batch batch;
+  // Each row's window is a hash of its row number in the global batch: numbered within its
+  // domain for balanced sampling, across the batch for natural sampling (where rows are then
+  // grouped by domain, each keeping its number, so that replicas drawing [first_row, first_row +
+  // rows) together hold exactly the rows of one stream drawing them all).
+  std::vector<std::pair<int64_t, int64_t>> rows_drawn;  // (domain, global row)
   if (sampling_ == Sampling::kBalanced) {
-    for (auto d : domains_) batch.domains.insert(batch.domains.end(), size_t(per_domain_), d);
+    for (auto d : domains_)
+      for (int64_t i = 0; i < per_domain_; ++i) rows_drawn.emplace_back(d, first_row_ + i);
   } else {
-    for (int64_t r = 0; r < rows; ++r) batch.domains.push_back(draw_domain(draw, first_row_ + r));
-    std::sort(batch.domains.begin(), batch.domains.end());
+    for (int64_t r = 0; r < rows; ++r)
+      rows_drawn.emplace_back(draw_domain(draw, first_row_ + r), first_row_ + r);
+    std::sort(rows_drawn.begin(), rows_drawn.end());
   }
   auto windows = at::empty({rows, seq_len_ + 1}, at::kLong);
   auto* out = windows.data_ptr<int64_t>();
-  for (int64_t r = 0, in_domain = 0; r < rows; ++r) {
-    const auto d = batch.domains[size_t(r)];
-    in_domain = (r > 0 && batch.domains[size_t(r - 1)] == d) ? in_domain + 1 : 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto [d, row] = rows_drawn[size_t(r)];
+    batch.domains.push_back(d);
     const TokenFile& file = *files_[size_t(d)];
     const uint64_t span = file.size() - uint64_t(seq_len_);  // window starts in [0, span)
-    // Natural sampling numbers rows across the batch, balanced sampling within each domain.
-    const int64_t row = first_row_ + (sampling_ == Sampling::kNatural ? r : in_domain);
     const uint64_t h =
         hash_combine(hash_combine(hash_combine(seed_, uint64_t(d)), draw), uint64_t(row));
     const uint16_t* src = file.tokens() + h % span;

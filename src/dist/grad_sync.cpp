@@ -1,5 +1,6 @@
 #include "demix/dist/grad_sync.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 
@@ -9,7 +10,8 @@
 namespace demix::dist {
 
 GradSync::GradSync(const std::vector<std::pair<std::string, at::Tensor>>& named_params,
-                   ProcessGroups& groups, int64_t bucket_bytes, bool overlap)
+                   ProcessGroups& groups, int64_t bucket_bytes, bool overlap,
+                   const std::vector<int>& untrained_experts)
     : groups_(groups), overlap_(overlap) {
   // Buckets fill in reverse registration order, roughly the order in which backward produces
   // gradients, so the first buckets are ready first. Every member of a group builds its buckets
@@ -19,6 +21,9 @@ GradSync::GradSync(const std::vector<std::pair<std::string, at::Tensor>>& named_
   for (auto it = named_params.rbegin(); it != named_params.rend(); ++it) {
     const auto& p = it->second;
     const int owner = int(model::expert_of(it->first).value_or(-1));
+    if (std::find(untrained_experts.begin(), untrained_experts.end(), owner) !=
+        untrained_experts.end())
+      continue;
     const int64_t size = p.numel() * p.element_size();
     if (!open.count(owner) || open_bytes[owner] + size > bucket_bytes) {
       Bucket bucket;
@@ -77,7 +82,7 @@ void GradSync::launch(Bucket& bucket) {
     }
     flat_parts.push_back(g.reshape(-1));
   }
-  bucket.flat = at::cat(flat_parts).mul_(1.0 / double(groups_.world_size()));  // see the header
+  bucket.flat = at::cat(flat_parts);  // the losses are scaled already: see the header
   if (bucket.group) {
     std::vector<at::Tensor> tensors = {bucket.flat};
     bucket.work = bucket.group->allreduce(tensors);

@@ -5,11 +5,17 @@
 #include <ATen/record_function.h>
 #include <cpuid.h>
 #include <dlfcn.h>
+#include <sched.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
+
+#include "demix/core/error.h"
 
 namespace demix::model {
 namespace {
@@ -133,8 +139,45 @@ const char* to_string(CpuGemm gemm) { return gemm == CpuGemm::kOpenBlas ? "openb
 
 void set_cpu_gemm(CpuGemm gemm) { current.store(gemm); }
 
+int resolve_threads(int64_t configured, int cores, int local_ranks) {
+  if (configured > 0) return int(configured);
+  return std::max(1, std::max(cores, 1) / std::max(local_ranks, 1));
+}
+
+namespace {
+
+int local_ranks_from_environment() {  // LOCAL_WORLD_SIZE, set by torchrun and `demix launch`
+  const char* value = std::getenv("LOCAL_WORLD_SIZE");
+  if (value == nullptr) return 1;
+  char* end = nullptr;
+  const long parsed = std::strtol(value, &end, 10);
+  if (end == value || *end != '\0' || parsed < 1 || parsed > INT_MAX)
+    throw Error(std::string("LOCAL_WORLD_SIZE=") + value + ": expected an integer >= 1");
+  return int(parsed);
+}
+
+int available_cores() {  // the cores this process may run on (its affinity mask)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
 CpuGemm use_cpu_settings(const TrainConfig& train) {
-  if (train.threads > 0) at::set_num_threads(int(train.threads));
+  const int local_ranks = local_ranks_from_environment();
+  // One process alone keeps ATen's default (OMP_NUM_THREADS or every core); ranks sharing a
+  // machine split its cores, or each would run a thread on every core and they would thrash.
+  if (train.threads > 0 || local_ranks > 1) {
+    const int cores = available_cores();
+    const int threads = resolve_threads(train.threads, cores, local_ranks);
+    at::set_num_threads(threads);
+    if (train.threads > 0)
+      spdlog::info("CPU threads: {} (train.threads)", threads);
+    else
+      spdlog::info("CPU threads: {} per rank ({} cores / {} local ranks; train.threads overrides)",
+                   threads, cores, local_ranks);
+  }
   const auto gemm = parse_cpu_gemm(train.cpu_gemm);
   set_cpu_gemm(gemm);
   return gemm;

@@ -110,19 +110,14 @@ bool Trainer::branch_parallel() const {
   return groups_ && config_.is_mode() && config_.mode.placement == "branches";
 }
 
-void Trainer::open_data(const std::vector<int>& hosted) {
-  // This rank draws k sequences for each domain it hosts (every domain in a dense model), as
-  // replica q of those domains: the domain's rows [q*k, (q+1)*k) of the global batch.
-  const auto E = int64_t(config_.data.domains.size());
-  const int64_t k = config_.data.sequences_per_domain;
+std::vector<int64_t> Trainer::drawn_domains(int rank) const {
+  // The domains of the experts `rank` hosts (every domain in a dense model), less those outside
+  // train.train_domains (adaptation draws the new domain alone).
+  const auto hosted = placement_.experts_on(rank);
   std::vector<int64_t> drawn(hosted.begin(), hosted.end());
-  int64_t first_row = hosted.empty() ? 0 : placement_.replica_of(rank_, hosted[0]) * k;
-  if (config_.n_experts() == 0) {
-    for (int64_t d = 0; d < E; ++d) drawn.push_back(d);
-    first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
-    if (branch_parallel()) first_row = 0;  // MoDE branches: every rank computes the same batch
-  }
-  const auto& only = config_.train.train_domains;  // adaptation: draw the new domain alone
+  if (config_.n_experts() == 0)
+    for (int64_t d = 0; d < int64_t(config_.data.domains.size()); ++d) drawn.push_back(d);
+  const auto& only = config_.train.train_domains;
   if (!only.empty())
     drawn.erase(std::remove_if(drawn.begin(), drawn.end(),
                                [&](int64_t d) {
@@ -130,9 +125,27 @@ void Trainer::open_data(const std::vector<int>& hosted) {
                                                   config_.data.domains[size_t(d)]) == only.end();
                                }),
                 drawn.end());
-  if (drawn.empty())
-    throw Error("rank " + std::to_string(rank_) + " hosts none of train.train_domains: run " +
-                "adaptation on the ranks of the new expert only");
+  return drawn;
+}
+
+void Trainer::open_data(const std::vector<int>& hosted) {
+  // This rank draws k sequences for each domain it hosts (every domain in a dense model), as
+  // replica q of those domains: the domain's rows [q*k, (q+1)*k) of the global batch. A rank
+  // hosting none of train.train_domains draws nothing and only joins the gradient sync.
+  const auto E = int64_t(config_.data.domains.size());
+  const int64_t k = config_.data.sequences_per_domain;
+  const auto drawn = drawn_domains(rank_);
+  int64_t first_row = hosted.empty() ? 0 : placement_.replica_of(rank_, hosted[0]) * k;
+  if (config_.n_experts() == 0) {
+    first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
+    if (branch_parallel()) first_row = 0;  // MoDE branches: every rank computes the same batch
+  }
+  // Rows of the global micro-batch: each rank's loss is its rows' sum over this count, so the
+  // summed gradients are those of the global batch's mean loss however unevenly ranks draw.
+  global_rows_ = k * int64_t(drawn.size());
+  if (groups_ && !branch_parallel())
+    for (int r = 0; r < placement_.world_size(); ++r)
+      if (r != rank_) global_rows_ += k * int64_t(drawn_domains(r).size());
   std::vector<const data::TokenFile*> files;
   for (const auto& domain : config_.data.domains) {
     train_files_.push_back(data::open_split(config_, domain, "train"));
@@ -142,6 +155,18 @@ void Trainer::open_data(const std::vector<int>& hosted) {
   batcher_ = std::make_unique<data::DomainBatcher>(files, drawn, k, config_.model.seq_len,
                                                    data::parse_sampling(config_.data.sampling),
                                                    config_.data.seed, first_row);
+}
+
+std::vector<int> Trainer::untrained_experts() const {
+  // Experts whose domain no rank draws: one process gives them no gradient, so AdamW must not
+  // see a (zero) one here either.
+  std::vector<int> out;
+  const auto& only = config_.train.train_domains;
+  for (int e = 0; e < int(config_.n_experts()); ++e)
+    if (!only.empty() &&
+        std::find(only.begin(), only.end(), config_.data.domains[size_t(e)]) == only.end())
+      out.push_back(e);
+  return out;
 }
 
 bool Trainer::is_trainable(const std::string& name) const {
@@ -197,8 +222,9 @@ void Trainer::build_model(const std::vector<int>& hosted) {
   }
   optimizer_ = std::make_unique<AdamW>(named, config_.optim);
   if (groups_ && !exchange_)
-    grad_sync_ = std::make_unique<dist::GradSync>(
-        named, *groups_, config_.dist.bucket_mb * (int64_t(1) << 20), config_.dist.overlap);
+    grad_sync_ = std::make_unique<dist::GradSync>(named, *groups_,
+                                                  config_.dist.bucket_mb * (int64_t(1) << 20),
+                                                  config_.dist.overlap, untrained_experts());
 }
 
 StepResult Trainer::train_step() {
@@ -209,9 +235,16 @@ StepResult Trainer::train_step() {
   auto loss_sum = torch::zeros({E}, torch::TensorOptions(device_).dtype(torch::kFloat));
   auto rows_seen = torch::zeros({E}, loss_sum.options());
   StepResult result;
-  const double micro_scale = 1.0 / double(config_.train.grad_accum);
+  // Every row's loss weighs 1 / (rows of the global batch over all micro-batches).
+  const double row_scale = 1.0 / double(config_.train.grad_accum * global_rows_);
   for (int64_t micro = 0; micro < config_.train.grad_accum; ++micro) {
     const auto batch = batcher_->next();
+    const bool last = micro == config_.train.grad_accum - 1;
+    if (grad_sync_ && last) {
+      groups_->report_progress(state_.step);  // this rank reached the gradient sync
+      grad_sync_->prepare_for_backward();
+    }
+    if (batch.domains.empty()) continue;  // nothing to train here: join the sync only
     const model::Routing routing(batch.domains, device_);
     const auto inputs = to_device(batch.inputs, device_);
     const auto targets = to_device(batch.targets, device_);
@@ -221,18 +254,14 @@ StepResult Trainer::train_step() {
       row_loss = -model_->token_logprobs(inputs, targets, routing).mean(1);  // (B), fp32
     }
     if (faults_.nan_loss_at(state_.step)) row_loss = row_loss * std::nan("");
-    if (grad_sync_ && micro == config_.train.grad_accum - 1) {
-      groups_->report_progress(state_.step);  // this rank reached the gradient sync
-      grad_sync_->prepare_for_backward();
-    }
-    (row_loss.mean() * micro_scale).backward();
+    (row_loss.sum() * row_scale).backward();
     loss_sum.index_add_(0, routing.domains(), row_loss.detach());
     rows_seen.index_add_(0, routing.domains(), torch::ones_like(row_loss));
     result.tokens += inputs.numel();
   }
   result.loss_sum = loss_sum;
   result.rows = rows_seen;
-  result.loss = loss_sum.sum() / rows_seen.sum();
+  result.loss = loss_sum.sum() / rows_seen.sum().clamp_min(1);
   if (grad_sync_) grad_sync_->sync();
   result.grad_norm = grad_sync_  ? grad_sync_->global_norm()
                      : exchange_ ? branch_grad_norm()

@@ -144,6 +144,26 @@ TEST_F(DomainBatcherTest, ReplicasSplitTheRowsOfOneLargerStream) {
   }
 }
 
+TEST_F(DomainBatcherTest, NaturalSamplingReplicasSplitTheRowsOfOneLargerStream) {
+  // Two replicas drawing 6 rows each hold, domain by domain, the 12 rows of one stream.
+  std::vector<const TokenFile*> files = {files_[0].get(), files_[1].get(), files_[2].get()};
+  DomainBatcher one(files, {0, 1, 2}, 4, 16, Sampling::kNatural, 5);
+  DomainBatcher first(files, {0, 1, 2}, 2, 16, Sampling::kNatural, 5, /*first_row=*/0);
+  DomainBatcher second(files, {0, 1, 2}, 2, 16, Sampling::kNatural, 5, /*first_row=*/6);
+  const auto of_domain = [](const Batch& batch, int64_t d) {
+    std::vector<at::Tensor> rows;
+    for (size_t r = 0; r < batch.domains.size(); ++r)
+      if (batch.domains[r] == d) rows.push_back(batch.inputs[int64_t(r)]);
+    return rows.empty() ? at::empty({0, 16}, at::kLong) : at::stack(rows);
+  };
+  for (int step = 0; step < 3; ++step) {
+    const auto whole = one.next(), a = first.next(), b = second.next();
+    for (int64_t d = 0; d < 3; ++d)
+      EXPECT_TRUE(torch::equal(at::cat({of_domain(a, d), of_domain(b, d)}), of_domain(whole, d)))
+          << "step " << step << ", domain " << d;
+  }
+}
+
 TEST_F(DomainBatcherTest, NaturalSamplingFollowsTokenShares) {
   auto batcher = make(Sampling::kNatural);
   std::vector<double> count(3);

@@ -7,6 +7,8 @@
 #                             time limit, naming rank 1
 #   launch_test.sh hung_rank  rank 1 hangs at step 2: rank 0's collective times out
 #                             (dist.timeout_s=5), it exits naming rank 1, the launch stops
+#   launch_test.sh signals    SIGTERM to the launcher stops both ranks (none survives it), and
+#                             a launcher killed with SIGKILL takes its ranks with it
 #   launch_test.sh kill_resume  a 2-rank run killed with SIGKILL once inside a checkpoint write
 #                             and then (launcher and ranks) at random moments, resumed with
 #                             --resume auto each time, ends with exactly the parameters and
@@ -68,6 +70,58 @@ PY
   hung_rank)
     expect_failure hang "ranks that never reached the gradient sync of step 2: rank 1" \
       --set dist.timeout_s=5
+    ;;
+  signals)
+    # ranks_of LAUNCHER: the pids of its children, once both ranks have started
+    ranks_of() {
+      local ranks=""
+      for _ in $(seq 100); do
+        ranks=$(pgrep -P "$1" | tr '\n' ' ')
+        [ "$(echo $ranks | wc -w)" -eq 2 ] && break
+        sleep 0.1
+      done
+      echo $ranks
+    }
+    # expect_gone SECONDS PID...: every PID has exited within SECONDS
+    expect_gone() {
+      local limit=$1 pid
+      shift
+      for _ in $(seq $((limit * 10))); do
+        local alive=0
+        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ $alive -eq 0 ] && return 0
+        sleep 0.1
+      done
+      fail "ranks still running after ${limit} s: $(ps -o pid=,args= -p "$*" | tr '\n' ';')"
+    }
+    long=("${train[@]}" --set train.steps=100000 --set train.out_dir="$out")
+    mkdir -p "$(dirname "$out")"
+    ranks=""
+    trap 'kill -KILL $ranks 2>/dev/null' EXIT  # no orphan outlives a failed check
+    "$demix" launch -n 2 -- "${long[@]}" >"$out.log" 2>&1 &
+    launcher=$!
+    ranks=$(ranks_of $launcher)
+    [ "$(echo $ranks | wc -w)" -eq 2 ] || fail "the launcher did not start 2 ranks: '$ranks'"
+    for _ in $(seq 1200); do grep -q "model on rank 0" "$out.log" && break; sleep 0.1; done
+    grep -q "model on rank 0" "$out.log" || fail "rank 0 did not start training within 120 s"
+    kill -TERM $launcher
+    for _ in $(seq 600); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done
+    kill -0 $launcher 2>/dev/null && fail "the launcher still runs 60 s after SIGTERM"
+    wait $launcher
+    echo "SIGTERM: the launcher exited $?"
+    expect_gone 5 $ranks
+    grep -q "passed it on to the 2 ranks" "$out.log" || fail "no word of the forwarded signal"
+
+    rm -rf "$out"
+    "$demix" launch -n 2 -- "${long[@]}" >>"$out.log" 2>&1 &
+    launcher=$!
+    ranks=$(ranks_of $launcher)
+    [ "$(echo $ranks | wc -w)" -eq 2 ] || fail "the launcher did not start 2 ranks: '$ranks'"
+    kill -KILL $launcher
+    wait $launcher 2>/dev/null
+    expect_gone 5 $ranks
+    echo "signals: no rank outlived its launcher (SIGTERM forwarded; SIGKILL: PR_SET_PDEATHSIG)"
+    exit 0
     ;;
   kill_resume)
     steps=40

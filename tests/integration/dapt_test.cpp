@@ -5,13 +5,18 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <numeric>
 
 #include "demix/core/config.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
 #include "demix/train/trainer.h"
+#include "support/tensor_compare.h"
 
 namespace demix {
 namespace {
@@ -20,6 +25,92 @@ namespace fs = std::filesystem;
 std::vector<std::string> common(const std::string& out) {
   return {"model.n_layer=2", "model.seq_len=64", "train.eval_tokens=1024", "optim.warmup_steps=1",
           "train.out_dir=" + out};
+}
+
+using ExpertParams = std::map<std::pair<int64_t, std::string>, at::Tensor>;
+
+// Every expert parameter of a checkpoint, by (expert, name without the expert's index).
+ExpertParams expert_params(const std::string& checkpoint) {
+  const auto config = train::checkpoint_config(train::resolve_checkpoint(checkpoint));
+  model::Gpt model(model::GptConfig::from(config));
+  train::load_model(train::resolve_checkpoint(checkpoint), *model);
+  ExpertParams out;
+  for (const auto& item : model->named_parameters())
+    if (const auto e = model::expert_of(item.key()))
+      out[{*e, model::strip_expert(item.key())}] = item.value().detach().clone();
+  return out;
+}
+
+// The cached prior prepare_adaptation wrote, read as plain YAML (JSON is a subset of it).
+std::vector<double> written_prior(const std::string& run_dir) {
+  return YAML::LoadFile((fs::path(run_dir) / "prior.json").string())["prior"]
+      .as<std::vector<double>>();
+}
+
+// A small DEMix model trained for 4 steps, shared by the initialisation tests.
+class DaptInitTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    base_dir_ = (fs::temp_directory_path() / "demix_dapt_init_base").string();
+    fs::remove_all(base_dir_);
+    auto overrides = common(base_dir_);
+    overrides.push_back("train.steps=4");
+    train::Trainer(load_config("configs/tiny.yaml", overrides)).run();
+  }
+
+  // prepare_adaptation with adapt.init=`init`; returns the new expert's id, `prior` the cached
+  // prior over the old experts.
+  static int64_t prepare(const std::string& init, const std::string& run_dir,
+                         std::vector<double>& prior) {
+    fs::remove_all(run_dir);
+    auto overrides = common(run_dir);
+    overrides.insert(overrides.end(),
+                     {"adapt.base=" + base_dir_, "adapt.domain=glossary", "adapt.init=" + init});
+    const auto run = adapt::prepare_adaptation(load_config("configs/tiny.yaml", overrides));
+    prior = written_prior(run_dir);
+    EXPECT_EQ(prior.size() + 1, run.data.domains.size());
+    return int64_t(run.data.domains.size()) - 1;
+  }
+
+  static std::string base_dir_;
+};
+std::string DaptInitTest::base_dir_;
+
+TEST_F(DaptInitTest, ClosestStartsFromTheExpertOfHighestPrior) {
+  std::vector<double> prior;
+  const auto dir = (fs::temp_directory_path() / "demix_dapt_init_closest").string();
+  const auto novel = prepare("closest", dir, prior);
+  const auto best = std::max_element(prior.begin(), prior.end()) - prior.begin();
+  const auto worst = std::min_element(prior.begin(), prior.end()) - prior.begin();
+  ASSERT_NE(best, worst) << "a uniform prior cannot tell the closest expert";
+  const auto base = expert_params(base_dir_);
+  int64_t compared = 0;
+  for (const auto& [key, t] : expert_params((fs::path(dir) / "init").string()))
+    if (key.first == novel) {
+      EXPECT_TRUE(torch::equal(t, base.at({best, key.second}))) << key.second;
+      ++compared;
+    }
+  EXPECT_GT(compared, 0);
+}
+
+TEST_F(DaptInitTest, MergeStartsFromThePriorWeightedAverage) {
+  std::vector<double> prior;
+  const auto dir = (fs::temp_directory_path() / "demix_dapt_init_merge").string();
+  const auto novel = prepare("merge", dir, prior);
+  const double total = std::accumulate(prior.begin(), prior.end(), 0.0);
+  ASSERT_LT(*std::max_element(prior.begin(), prior.end()), 0.99 * total)
+      << "a one-hot prior cannot tell a merge from the closest expert";
+  const auto base = expert_params(base_dir_);
+  int64_t compared = 0;
+  for (const auto& [key, t] : expert_params((fs::path(dir) / "init").string())) {
+    if (key.first != novel) continue;
+    auto expected = at::zeros(t.sizes(), at::kDouble);  // in float64, from the written prior
+    for (size_t j = 0; j < prior.size(); ++j)
+      expected += base.at({int64_t(j), key.second}).to(at::kDouble) * (prior[j] / total);
+    EXPECT_LE(test_support::relative_difference(t.to(at::kDouble), expected), 1e-6) << key.second;
+    ++compared;
+  }
+  EXPECT_GT(compared, 0);
 }
 
 TEST(DaptTest, DemixDaptTrainsOnlyTheNewExpertAndForgetsNothing) {

@@ -29,18 +29,28 @@ inline Params snapshot(train::Trainer& t) {
   return out;
 }
 
+// What run_ranks can also collect, per rank.
+struct RankOutputs {
+  std::vector<size_t> overlapped;  // buckets whose all-reduce began in the last backward
+  std::vector<std::vector<double>> grad_norms;  // the global gradient norm of each step
+  std::vector<Params> optimizer;                // AdamW's state after the last step
+};
+
 // Runs `steps` optimizer steps on W ranks (threads); returns every rank's parameters. With
-// `checkpoint`, the ranks also write a checkpoint together at the end; `overlapped` receives each
-// rank's count of buckets whose all-reduce started during the last backward.
+// `checkpoint`, the ranks also write a checkpoint together at the end; `outputs`, if given,
+// receives more of each rank's state.
 inline std::vector<Params> run_ranks(int W, const Config& config, int steps,
                                      const std::string& resume = "", bool checkpoint = false,
-                                     std::vector<size_t>* overlapped = nullptr) {
+                                     RankOutputs* outputs = nullptr) {
   namespace fs = std::filesystem;
   const auto store_path = fs::temp_directory_path() / ("demix_store_" + std::to_string(::getpid()) +
                                                        "_" + std::to_string(std::rand()));
   auto store = c10::make_intrusive<c10d::FileStore>(store_path.string(), W);
   std::vector<Params> params(static_cast<size_t>(W));
   std::vector<std::string> errors(static_cast<size_t>(W));
+  if (outputs)
+    *outputs = {std::vector<size_t>(size_t(W)), std::vector<std::vector<double>>(size_t(W)),
+                std::vector<Params>(size_t(W))};
   std::vector<std::thread> threads;
   for (int r = 0; r < W; ++r)
     threads.emplace_back([&, r] {
@@ -48,9 +58,17 @@ inline std::vector<Params> run_ranks(int W, const Config& config, int steps,
         dist::ProcessGroups groups(dist::Placement(W, int(config.n_experts())), r, store, "gloo",
                                    std::chrono::seconds(60));
         train::Trainer trainer(config, resume, &groups);
-        for (int s = 0; s < steps; ++s) trainer.train_step();
+        for (int s = 0; s < steps; ++s) {
+          const auto result = trainer.train_step();
+          if (outputs) outputs->grad_norms[size_t(r)].push_back(result.grad_norm.item<double>());
+        }
         if (checkpoint) trainer.save_checkpoint();
-        if (overlapped) (*overlapped)[size_t(r)] = trainer.grad_sync()->overlapped_buckets();
+        if (outputs) {
+          if (trainer.grad_sync())
+            outputs->overlapped[size_t(r)] = trainer.grad_sync()->overlapped_buckets();
+          for (const auto& [name, t] : trainer.optimizer_state())
+            outputs->optimizer[size_t(r)][name] = t.clone();
+        }
         params[size_t(r)] = snapshot(trainer);
         groups.barrier();
       } catch (const std::exception& e) {

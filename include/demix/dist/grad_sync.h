@@ -5,11 +5,13 @@
 // Gradients are coalesced into flat buckets of at most `bucket_bytes`; all buckets are launched
 // asynchronously, then waited on.
 //
-// Scale: every gradient becomes (sum over the ranks that hold the parameter) / W. With each rank's
-// loss the mean over its own rows and every rank holding the same number of rows, that is exactly
-// the gradient of the mean loss over the global batch, as one process computing the whole batch
-// would get it: shared grads are the mean over all W ranks, and an expert's grad is the mean over
-// its group times group_size/W (the share of the global batch its domain holds).
+// Scale: every gradient becomes the sum over the ranks that hold the parameter. Each rank's loss
+// is the sum of its rows' losses divided by the rows of the global batch (all ranks, all
+// micro-batches), so the sum is exactly the gradient of the mean loss over the global batch, as
+// one process computing the whole batch would get it, however unevenly the ranks draw rows (a
+// subset in train.train_domains). An expert's rows live on its group alone, so its group's sum
+// is complete. Experts that no rank trains are left out: their gradients stay undefined, and
+// AdamW leaves them alone as it does in one process.
 
 #include <ATen/core/Tensor.h>
 
@@ -26,7 +28,8 @@ class GradSync {
   // With `overlap`, autograd hooks start each bucket's all-reduce as soon as its gradients are
   // final, while backward is still computing the rest.
   GradSync(const std::vector<std::pair<std::string, at::Tensor>>& named_params,
-           ProcessGroups& groups, int64_t bucket_bytes, bool overlap);
+           ProcessGroups& groups, int64_t bucket_bytes, bool overlap,
+           const std::vector<int>& untrained_experts = {});
   ~GradSync();
   GradSync(const GradSync&) = delete;
   GradSync& operator=(const GradSync&) = delete;

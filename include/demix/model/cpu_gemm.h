@@ -27,8 +27,13 @@ CpuGemm parse_cpu_gemm(const std::string& choice);
 const char* to_string(CpuGemm gemm);
 // Process-wide; ATen until set (and wherever OpenBLAS did not load).
 void set_cpu_gemm(CpuGemm gemm);
-// A run's CPU settings applied to this process: train.threads (if > 0) and train.cpu_gemm
-// (parse_cpu_gemm, then set_cpu_gemm). Returns the library chosen.
+// The intra-op threads of one process: `configured` (train.threads) when > 0, else the `cores`
+// shared evenly among the `local_ranks` processes of this machine, at least one each.
+int resolve_threads(int64_t configured, int cores, int local_ranks);
+// A run's CPU settings applied to this process: the threads (resolve_threads with the cores of
+// its affinity mask and LOCAL_WORLD_SIZE; left at ATen's default for a process alone without
+// train.threads), logged, and train.cpu_gemm (parse_cpu_gemm, then set_cpu_gemm). Returns the
+// library chosen.
 CpuGemm use_cpu_settings(const TrainConfig& train);
 CpuGemm cpu_gemm();
 // Whether an OpenMP (or single-threaded) OpenBLAS loaded; if not, why not.

@@ -57,6 +57,8 @@ class Trainer {
 
  private:
   void open_data(const std::vector<int>& hosted);          // token files and this rank's stream
+  std::vector<int64_t> drawn_domains(int rank) const;      // the domains `rank` draws rows of
+  std::vector<int> untrained_experts() const;              // experts outside train.train_domains
   void build_model(const std::vector<int>& hosted);        // model, optimizer, gradient sync
   bool is_trainable(const std::string& param_name) const;  // train.trainable
   void log_step(const StepResult& result, double seconds_per_step, double eta_seconds);
@@ -83,6 +85,7 @@ class Trainer {
   std::vector<std::unique_ptr<data::TokenFile>> train_files_;
   std::vector<std::unique_ptr<data::TokenFile>> valid_files_;
   std::unique_ptr<data::DomainBatcher> batcher_;
+  int64_t global_rows_ = 0;  // rows per micro-batch over all ranks
   std::unique_ptr<MetricsLog> metrics_;
   TrainState state_;
   int stop_signal_ = 0;
