@@ -34,7 +34,8 @@ PAGES = ["README.md", "data/README.md"] + sorted(glob.glob("docs/*.md"))
 # in the run's config.yaml, which `demix eval` reads.
 TOUR_TRAINING = [
     "train", "--config", "configs/tiny.yaml",
-    "--set", "model.n_layer=1", "--set", "model.d_model=32", "--set", "model.n_head=2",
+    "--set", "model.n_layer=1", "--set", "model.d_model=16", "--set", "model.n_head=2",
+    "--set", "model.seq_len=32",
     "--set", "train.steps=20", "--set", "optim.warmup_steps=2", "--set", "train.eval_every=0",
     "--set", "train.eval_tokens=512", "--set", "eval.max_tokens=1024",
     "--set", "eval.mix_max_tokens=512", "--set", "eval.prior_blocks=4",
@@ -359,8 +360,11 @@ def tour_block():
 
 def run_in(clone, command, timeout=900):
     print(f"$ {command}", flush=True)
-    result = subprocess.run(["bash", "-c", command], cwd=clone, capture_output=True, text=True,
-                            timeout=timeout)
+    try:
+        result = subprocess.run(["bash", "-c", command], cwd=clone, capture_output=True,
+                                text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"tour: `{command}` ran longer than {timeout} s")
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()
         sys.exit(f"tour: `{command}` exited {result.returncode}:\n" + "\n".join(output[-20:]))
