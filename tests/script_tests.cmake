@@ -85,5 +85,5 @@ add_test(NAME docs.commands COMMAND ${DEMIX_PYTHON} tests/docs/check_docs.py com
 set_tests_properties(docs.commands PROPERTIES ENVIRONMENT DEMIX_BIN=$<TARGET_FILE:demix>)
 add_test(NAME docs.tour COMMAND ${DEMIX_PYTHON} tests/docs/check_docs.py tour
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-set_tests_properties(docs.tour PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 1200
+set_tests_properties(docs.tour PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 1800 RUN_SERIAL ON
                      ENVIRONMENT DEMIX_BIN=$<TARGET_FILE:demix>)
