@@ -4,10 +4,11 @@ usage: check_docs.py commands   every ```sh / ```bash block of README.md, data/R
                                 docs/*.md, line by line: a `build/demix` command names existing
                                 subcommands and options (asked of the binary's --help), its --set
                                 keys exist and its --config loads; the configs, scripts and
-                                programs named exist; `ctest -R` names a registered test. Every
-                                relative link and image resolves (anchors included), every page of
-                                docs/ is on the README's map, every image of docs/images is shown,
-                                and the README stays within its line budget.
+                                programs named exist; `ctest -R` names a registered test; a config
+                                key quoted in the text exists. Every relative link and image
+                                resolves (anchors included), every page of docs/ is on the
+                                README's map, every image of docs/images is shown, and the README
+                                stays within its line budget.
        check_docs.py tour       the README's five-minute tour, run command by command as written
                                 in a fresh clone of the committed tree, after training a small
                                 runs/tiny there; every command must succeed and the clone's
