@@ -66,7 +66,8 @@ set_tests_properties(bench.simulate_bytes PROPERTIES FIXTURES_REQUIRED corpus TI
                      ENVIRONMENT "DEMIX_BIN=$<TARGET_FILE:demix>;PYTHON=${DEMIX_PYTHON}")
 
 # Python access: the Hugging Face export reproduces the C++ token ids and log-probs (and the merged
-# export is an independent prior-weighted average); the README's Python snippet runs.
+# export is an independent prior-weighted average); the Python snippet of docs/checkpoints.md
+# runs.
 foreach(mode export readme)
   if(mode STREQUAL "export")
     set(name interop.hf_export)
@@ -92,3 +93,15 @@ add_test(NAME eval.text COMMAND bash tests/eval/eval_text_test.sh
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(eval.text PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 300
                      ENVIRONMENT "DEMIX_BIN=$<TARGET_FILE:demix>;PYTHON=${DEMIX_PYTHON}")
+
+# The documentation's commands: every shell line of README.md and docs/ names existing
+# subcommands, options, config keys, configs and scripts, and every link resolves
+# (docs.commands); the README's tour runs as written on a fresh clone and leaves it clean
+# (docs.tour).
+add_test(NAME docs.commands COMMAND ${DEMIX_PYTHON} tests/docs/check_docs.py commands
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(docs.commands PROPERTIES ENVIRONMENT DEMIX_BIN=$<TARGET_FILE:demix>)
+add_test(NAME docs.tour COMMAND ${DEMIX_PYTHON} tests/docs/check_docs.py tour
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(docs.tour PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 1800 RUN_SERIAL ON
+                     ENVIRONMENT DEMIX_BIN=$<TARGET_FILE:demix>)

@@ -5,7 +5,7 @@
 #                              log-probs on real text, as for a dense model's export; the
 #                              prior-weighted expert average equals an independent average of the
 #                              expert files
-#   hf_export_test.sh readme   the README's Python snippet runs on the checkpoint
+#   hf_export_test.sh readme   the Python snippet of docs/checkpoints.md runs on the checkpoint
 set -euo pipefail
 mode=${1:-export}
 DEMIX=${DEMIX_BIN:-build/demix}
@@ -19,9 +19,9 @@ run="$work/run"
 if [ "$mode" = readme ]; then
   checkpoint="$run/checkpoints/$(cat "$run/checkpoints/latest")"
   awk '/run by `ctest -R interop.readme_python`/ {found=1} found && /^```python/ {on=1; next}
-       on && /^```/ {exit} on' README.md |
+       on && /^```/ {exit} on' docs/checkpoints.md |
     sed "s|runs/tiny/checkpoints/step_00000600|$checkpoint|" >"$work/snippet.py"
-  [ -s "$work/snippet.py" ] || { echo "no Python snippet found in README.md"; exit 1; }
+  [ -s "$work/snippet.py" ] || { echo "no Python snippet found in docs/checkpoints.md"; exit 1; }
   cat "$work/snippet.py"
   "$PYTHON" "$work/snippet.py"
   exit 0
