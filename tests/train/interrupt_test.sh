@@ -7,6 +7,7 @@
 #   3. Starting again from step 0 in a directory with metrics moves them to metrics.jsonl.prev.
 #   4. A second SIGINT ends the process at once, without a checkpoint.
 set -euo pipefail
+set -m  # job control: background runs get their own process group and do not ignore SIGINT
 DEMIX=${DEMIX_BIN:-build/demix}
 PYTHON=${PYTHON:-.venv/bin/python}
 work=$(mktemp -d "${TMPDIR:-/tmp}/demix_interrupt.XXXXXX")
