@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 namespace demix::train {
 namespace {
@@ -36,8 +37,12 @@ StopSignal::StopSignal() {
   action.sa_handler = on_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;  // a signal must not fail a read or a socket call halfway
-  ::sigaction(SIGINT, &action, &previous_int);
-  ::sigaction(SIGTERM, &action, &previous_term);
+  // A signal ignored on entry stays ignored (a run started with nohup, or in the background of
+  // a script, is not meant to stop on the terminal's Ctrl-C).
+  for (auto [signal, previous] : {std::pair{SIGINT, &previous_int}, {SIGTERM, &previous_term}}) {
+    ::sigaction(signal, nullptr, previous);
+    if (previous->sa_handler != SIG_IGN) ::sigaction(signal, &action, nullptr);
+  }
 }
 
 StopSignal::~StopSignal() {

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -265,8 +266,15 @@ TEST_F(BadInputTest, ModelTooDeepForTheMemory) {
   expect_refused(small_train(out(), {"--set", "model.n_layer=100000"}), "model.n_layer=100000");
 }
 TEST_F(BadInputTest, BatchTooLargeForTheMemory) {
-  expect_refused(small_train(out(), {"--set", "data.sequences_per_domain=100000000"}),
-                 "out of memory");
+  // The first batch's allocation fails once the run has started: a one-line error, no crash,
+  // no checkpoint (the run directory holds only its config and metrics).
+  const auto r = run_demix(small_train(out(), {"--set", "data.sequences_per_domain=100000000"}));
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(r.signaled) << "crashed: " << r.err;
+  EXPECT_NE(r.err.find("error: out of memory"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_FALSE(fs::exists(kWork / "out" / "checkpoints"));
+  fs::remove_all(kWork / "out");
 }
 
 // Data.

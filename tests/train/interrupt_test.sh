@@ -7,6 +7,7 @@
 #   3. Starting again from step 0 in a directory with metrics moves them to metrics.jsonl.prev.
 #   4. A second SIGINT ends the process at once, without a checkpoint.
 set -euo pipefail
+set -m  # job control: background runs get their own process group and do not ignore SIGINT
 DEMIX=${DEMIX_BIN:-build/demix}
 PYTHON=${PYTHON:-.venv/bin/python}
 work=$(mktemp -d "${TMPDIR:-/tmp}/demix_interrupt.XXXXXX")
@@ -60,9 +61,10 @@ grep -q "stopped at step $stopped/" "$work/first.log" || fail "no 'stopped at st
 grep -q "resumed from .*$latest at step $stopped" "$work/resume.log" || fail "did not resume at $stopped"
 check_metrics_unique "$run/metrics.jsonl"
 
-# 2. SIGKILL after a checkpoint: the resumed run drops the records after it.
+# 2. SIGKILL after a checkpoint: the resumed run drops the records after it. The run hangs
+#    before its 14th step (fault injection), so the kill comes after step 13 exactly.
 killed="$work/killed"
-start_until_step "$killed" 13 "$work/killed.log" --set train.checkpoint_every=10
+DEMIX_FAULT=hang:0:13 start_until_step "$killed" 13 "$work/killed.log" --set train.checkpoint_every=10
 kill -9 $pid
 wait $pid 2>/dev/null || true
 [ "$(cat "$killed/checkpoints/latest")" = step_00000010 ] || fail "no checkpoint at step 10"
@@ -80,11 +82,15 @@ grep -q "moved to .*metrics.jsonl.prev" "$work/fresh.log" || fail "no 'moved' li
 grep -q '"step": 7' "$fresh/metrics.jsonl.prev" || fail "the old metrics are not in .prev"
 check_metrics_unique "$fresh/metrics.jsonl"
 
-# 4. Two SIGINTs: the process ends at once, without writing a checkpoint.
+# 4. Two SIGINTs: the process ends at once, without writing a checkpoint. The run hangs before
+#    its 4th step (fault injection), so the first signal cannot end it.
 twice="$work/twice"
-start_until_step "$twice" 3 "$work/twice.log"
-kill -INT $pid; kill -INT $pid
+DEMIX_FAULT=hang:0:3 start_until_step "$twice" 3 "$work/twice.log"
+kill -INT $pid
+for _ in $(seq 1 100); do grep -q "stopping after this step" "$work/twice.log" && break; sleep 0.1; done
+kill -INT $pid
 rc=0; wait $pid || rc=$?
 [ $rc -eq 130 ] || fail "exit status $rc after two SIGINTs, expected 130"
 grep -q "second signal" "$work/twice.log" || fail "no 'second signal' line"
+[ ! -e "$twice/checkpoints" ] || fail "a checkpoint was written after the second signal"
 echo "interrupt tests passed"
