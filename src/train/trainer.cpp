@@ -96,9 +96,7 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       "model on rank {}: {:.2f}M parameters ({:.2f}M shared, {} of {} experts); "
       "{} train tokens/step over {} ranks{}",
       rank_, model_->num_params() / 1e6, model_->num_params(false) / 1e6, hosted.size(),
-      config_.n_experts(),
-      config_.train.grad_accum * batcher_->rows() * config_.model.seq_len * placement_.world_size(),
-      placement_.world_size(),
+      config_.n_experts(), global_tokens_per_step(), placement_.world_size(),
       device_.is_cpu() ? std::string("; CPU GEMMs: ") + model::to_string(cpu_gemm) : "");
   if (grad_sync_)
     spdlog::info("all-reduce per step on rank {}: {} B shared, {} B expert ({:.2f} MB)", rank_,
@@ -357,8 +355,7 @@ void Trainer::log_step(const StepResult& r, double seconds, double eta) {
   const auto domain_loss = sums.narrow(0, 0, E) / sums.narrow(0, E, E);
   const double loss = (sums.narrow(0, 0, E).sum() / sums.narrow(0, E, E).sum()).item<double>();
   const double norm = r.grad_norm.item<double>();  // the only host syncs: every log_every steps
-  const int64_t batches = exchange_ ? 1 : placement_.world_size();  // branches share one batch
-  const double tokens_per_s = double(r.tokens * batches) / seconds;
+  const double tokens_per_s = double(global_tokens_per_step()) / seconds;
   spdlog::info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | eta {}",
                state_.step, config_.train.steps, loss, r.lr, norm, tokens_per_s,
                format_duration(eta));

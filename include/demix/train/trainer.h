@@ -62,7 +62,10 @@ class Trainer {
   void build_model(const std::vector<int>& hosted);        // model, optimizer, gradient sync
   bool is_trainable(const std::string& param_name) const;  // train.trainable
   void log_step(const StepResult& result, double seconds_per_step, double eta_seconds);
-  bool stop_requested();   // a signal reached any rank (a collective under a launch)
+  bool stop_requested();  // a signal reached any rank (a collective under a launch)
+  int64_t global_tokens_per_step() const {  // over all ranks (MoDE branches share one batch)
+    return config_.train.grad_accum * global_rows_ * config_.model.seq_len;
+  }
   void check_nonfinite();  // a host sync: at log steps only; throws past train.nonfinite_limit
   void all_reduce_sum(at::Tensor& tensor);  // over the world group
   void prepare_mode();                      // MoDE: backbone, expert initialisation, composition
