@@ -196,7 +196,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
 
   // MFU against the peak of the dtype the matmuls run in, measured before and after the training
   // steps and the higher kept: on a shared machine one measurement can land in a neighbour's burst
-  // (152 and 303 GFLOP/s seen in two runs here), which would inflate the MFU. On a CPU in fp32
+  // (the peak has read half of itself), which would inflate the MFU. On a CPU in fp32
   // the peak is the higher of ATen's (MKL) and OpenBLAS's where it loads, whichever runs ours.
   const bool bf16 = config.train.precision == "bf16";
   const auto gemm_dtype = bf16 ? at::kBFloat16 : at::kFloat;

@@ -103,8 +103,8 @@ std::unique_ptr<TokenFile> open_split(const Config& config, const std::string& d
     throw Error(file->path() + ": " + std::to_string(file->size()) +
                 " tokens, fewer than one sequence (model.seq_len + 1 = " +
                 std::to_string(config.model.seq_len + 1) + ")");
-  // An id past the vocabulary would index outside the embedding: check them all once (memory
-  // bandwidth: ~1 ms per million tokens).
+  // An id past the vocabulary would index outside the embedding: check them all once (a pass at
+  // memory bandwidth).
   const uint16_t* tokens = file->tokens();
   const auto end = tokens + file->size();
   const auto max = std::max_element(tokens, end);

@@ -18,7 +18,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerKv* 
   // Unbind the (q, k, v) axis of the (B, T, 3, nh, hs) view, then transpose each: the backward
   // stacks the three gradients straight into the (B, T, 3C) layout of the qkv output. Unbinding
   // after a permute to (3, B, nh, T, hs) would stack there and then copy once more to (B, T, 3C);
-  // three selects would each fill a zero tensor of the whole. Profiled: ~3 ms per layer saved.
+  // three selects would each fill a zero tensor of the whole (docs/performance.md).
   const auto qkv_out = linear(qkv, qkv_lora, x).view({B, T, 3, n_head, hs}).unbind(2);
   const auto q = qkv_out[0].transpose(1, 2);  // (B, nh, T, hs)
   auto k = qkv_out[1].transpose(1, 2), v = qkv_out[2].transpose(1, 2);

@@ -48,8 +48,8 @@ struct TargetLogprobs : torch::autograd::Function<TargetLogprobs> {
 
 // The row kernels work on whole vectors (Float16 or Float8) plus a scalar tail: reductions keep a
 // vector of partial maxima and sums (GCC does not reassociate one float sum without -ffast-math),
-// and loads are prefetched by hand. This machine's hardware prefetch left the first kernels
-// waiting on DRAM (loads took half the cycles under perf; ~5 GB/s where a copy runs at ~24).
+// and loads are prefetched by hand: with the hardware prefetch alone, perf showed the first
+// kernels waiting on DRAM for much of their cycles.
 constexpr int64_t kPrefetchAhead = 512;  // floats: 2 KB
 
 template <class Vec>

@@ -6,7 +6,7 @@ namespace demix {
 // once, first thing in main. A training step allocates the same large tensors every time (the
 // (tokens, vocab) logits and their log-probabilities are 64 MB each in the tiny config); by
 // default glibc serves each from a fresh mmap and unmaps it on free, so every step page-faults
-// and zero-fills them again: a 64 MB clone took 28 ms that way and 7 ms from reused memory here.
+// and zero-fills them again (docs/performance.md has the cost).
 void keep_freed_host_memory();
 
 // The same policy as a GLIBC_TUNABLES value, for a child process we compare against (the bench's

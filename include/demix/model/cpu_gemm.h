@@ -2,14 +2,12 @@
 
 // The library behind demix's fp32 GEMMs on the CPU: the linear layers, the tied head and the
 // experts, forward and backward. The wheel's ATen runs GEMMs through MKL, whose code path on AMD
-// CPUs is slow: on an EPYC (Zen 2, AVX2, 2 threads) MKL ran the ~10M config's shapes at
-// 110-148 GFLOP/s and Debian's OpenBLAS ran them at 175-190. OpenBLAS is loaded at run time from
+// CPUs is slow (docs/performance.md has the rates on an EPYC). OpenBLAS is loaded at run time from
 // Debian's OpenMP build (libopenblas0-openmp), which shares the wheel's libgomp: called inside
 // an at::parallel_for (the experts' threads) a GEMM runs on its own thread, elsewhere on
 // at::get_num_threads() threads. It is opened privately (RTLD_LOCAL), so ATen's own BLAS calls
-// keep going to MKL. Its results change in the last bits with the number of threads (15% of the
-// elements of a 128x512x128 product differed between 1 and 2), so runs are reproducible for a
-// given thread count.
+// keep going to MKL. Its results change in the last bits with the number of threads, so runs are
+// reproducible for a given thread count.
 
 #include <ATen/core/Tensor.h>
 

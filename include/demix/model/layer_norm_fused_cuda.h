@@ -3,9 +3,9 @@
 // The CUDA kernels of the fused path's LayerNorm (add_layer_norm in layer_norm.h, with
 // fused_cuda_kernels() on),
 // where ATen's forward, its input gradient, the residual add before it and the bf16 cast after
-// it are separate passes (4.7, 3.7, 4.5 and part of 4.9 ms of the GPT-3-small k = 8 step on an
-// H200). One warp per row; x, weight, bias, mean, rstd and sums are fp32; delta, y and dy are
-// kFloat or kBFloat16 as `*_type` says. Each returns an error message, or nullptr once queued.
+// it are separate passes. One warp per row; x, weight, bias, mean, rstd and sums are fp32; delta, y
+// and dy are kFloat or kBFloat16 as `*_type` says. Each returns an error message, or nullptr once
+// queued.
 
 #include <cuda_runtime_api.h>
 

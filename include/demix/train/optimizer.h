@@ -1,7 +1,7 @@
 #pragma once
 
 // AdamW with decoupled weight decay through ATen's fused multi-tensor kernel (one call per
-// parameter group instead of a loop over tensors: 50 ms vs 155 ms for 88M parameters on this CPU).
+// parameter group instead of a loop over tensors).
 // Weight decay applies to matrices only: never to biases, LayerNorms or embeddings.
 
 #include <ATen/core/Tensor.h>
