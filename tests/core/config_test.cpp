@@ -13,7 +13,9 @@ namespace {
 // ctest runs each test as its own process, several at once: each test writes its own files.
 std::string write_yaml(const std::string& name, const std::string& text) {
   const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  const auto path = (std::filesystem::temp_directory_path() / (test + "." + name)).string();
+  const auto dir = std::filesystem::temp_directory_path() / ("demix_config_test." + test);
+  std::filesystem::create_directories(dir);
+  const auto path = (dir / name).string();
   std::ofstream(path) << text;
   return path;
 }
