@@ -61,16 +61,6 @@ struct ScoredText {
   int64_t bytes = 0;  // of the scored tokens' text
 };
 
-std::vector<uint16_t> encode_documents(const data::Tokenizer& tokenizer, const std::string& text) {
-  std::vector<uint16_t> tokens;
-  for (const auto& doc : data::split_documents(text)) {
-    const auto ids = tokenizer.encode(doc);
-    tokens.insert(tokens.end(), ids.begin(), ids.end());
-    tokens.push_back(uint16_t(tokenizer.eos_id()));
-  }
-  return tokens;
-}
-
 void require_regular_file(const std::string& path) {
   if (fs::exists(path) && !fs::is_regular_file(path))
     throw Error(path + ": not a regular file (expected a UTF-8 text file to score)");
@@ -80,7 +70,7 @@ ScoredText text_to_score(const EvalModel& m, const std::string& path) {
   require_regular_file(path);
   const data::Tokenizer tokenizer(m.config.tokenizer.model);
   const auto text = data::read_text(path);
-  const auto tokens = encode_documents(tokenizer, text);
+  const auto tokens = data::encode_documents(tokenizer, text);
   ScoredText out{
       path, data::eval_windows(tokens, m.config.model.seq_len, m.config.eval.max_tokens, path)};
   out.bytes = eval::TokenBytes(tokenizer).scored(tokens.data(), int64_t(tokens.size()),

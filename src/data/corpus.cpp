@@ -37,14 +37,8 @@ bool up_to_date(const std::string& tokens, const std::string& text, const Tokeni
 void encode_file(const std::string& text_file, const std::string& token_file,
                  const Tokenizer& tokenizer) {
   const auto text = read_text(text_file);
-  std::vector<uint16_t> tokens;
   TokenFileHeader header;
-  for (const auto& doc : split_documents(text)) {
-    const auto ids = tokenizer.encode(doc);
-    tokens.insert(tokens.end(), ids.begin(), ids.end());
-    tokens.push_back(uint16_t(tokenizer.eos_id()));
-    ++header.documents;
-  }
+  const auto tokens = encode_documents(tokenizer, text, &header.documents);
   header.text_bytes = text.size();
   header.vocab_size = uint64_t(tokenizer.vocab_size());
   header.tokenizer_fingerprint = tokenizer.fingerprint();

@@ -54,6 +54,19 @@ std::string read_text(const std::string& path) {
   return text;
 }
 
+std::vector<uint16_t> encode_documents(const Tokenizer& tokenizer, const std::string& text,
+                                       uint64_t* documents) {
+  std::vector<uint16_t> tokens;
+  const auto docs = split_documents(text);
+  for (const auto& doc : docs) {
+    const auto ids = tokenizer.encode(doc);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+    tokens.push_back(uint16_t(tokenizer.eos_id()));
+  }
+  if (documents) *documents = docs.size();
+  return tokens;
+}
+
 std::vector<std::string> split_documents(const std::string& text) {
   static const std::string kSeparator = "\n\f\n";
   std::vector<std::string> docs;

@@ -39,6 +39,10 @@ class Tokenizer {
 
 // Splits a corpus file into documents (separated by a line holding a single form feed).
 std::vector<std::string> split_documents(const std::string& text);
+// A text's tokens as the corpus token files hold them: each document encoded, then the
+// end-of-text token. `documents`, if given, receives how many there were.
+std::vector<uint16_t> encode_documents(const Tokenizer& tokenizer, const std::string& text,
+                                       uint64_t* documents = nullptr);
 std::string read_file(const std::string& path);  // throws Error naming the path
 // A text file's bytes; throws Error naming the path and offset unless they are valid UTF-8.
 std::string read_text(const std::string& path);
