@@ -141,9 +141,11 @@ void Trainer::open_data(const std::vector<int>& hosted) {
   // Rows of the global micro-batch: each rank's loss is its rows' sum over this count, so the
   // summed gradients are those of the global batch's mean loss however unevenly ranks draw.
   global_rows_ = k * int64_t(drawn.size());
-  if (groups_ && !branch_parallel())
+  if (groups_ && !branch_parallel()) {  // MoDE branches: every rank computes the same batch
+    global_rows_ = 0;
     for (int r = 0; r < placement_.world_size(); ++r)
-      if (r != rank_) global_rows_ += k * int64_t(drawn_domains(r).size());
+      global_rows_ += k * int64_t(drawn_domains(r).size());
+  }
   std::vector<const data::TokenFile*> files;
   for (const auto& domain : config_.data.domains) {
     train_files_.push_back(data::open_split(config_, domain, "train"));
