@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -51,7 +52,9 @@ std::vector<double> written_prior(const std::string& run_dir) {
 class DaptInitTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    base_dir_ = (fs::temp_directory_path() / "demix_dapt_init_base").string();
+    // ctest runs each test as its own process, two at a time: each trains a base of its own.
+    base_dir_ = (fs::temp_directory_path() / ("demix_dapt_init_base." + std::to_string(::getpid())))
+                    .string();
     fs::remove_all(base_dir_);
     auto overrides = common(base_dir_);
     overrides.push_back("train.steps=4");
@@ -71,6 +74,8 @@ class DaptInitTest : public ::testing::Test {
     EXPECT_EQ(prior.size() + 1, run.data.domains.size());
     return int64_t(run.data.domains.size()) - 1;
   }
+
+  static void TearDownTestSuite() { fs::remove_all(base_dir_); }
 
   static std::string base_dir_;
 };
