@@ -8,6 +8,7 @@
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
 #include "demix/train/checkpoint.h"
+#include "demix/train/checkpoint_layout.h"
 
 namespace demix::adapt {
 namespace fs = std::filesystem;
@@ -39,7 +40,7 @@ Config prepare_adaptation(const Config& config) {
   if (std::find(old.begin(), old.end(), a.domain) != old.end())
     throw Error("adapt.domain=" + a.domain + ": " + base + " was already trained on it");
   const fs::path out(config.train.out_dir);
-  if (fs::exists(out / "checkpoints" / "latest") || fs::exists(out / "init"))
+  if (fs::exists(layout::checkpoints(out) / layout::kLatest) || fs::exists(out / "init"))
     throw Error(config.train.out_dir + ": already holds an adaptation run; set train.out_dir");
   Config run = run_config(config, base_config);
   run.train.train_domains = {a.domain};

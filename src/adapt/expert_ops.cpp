@@ -12,6 +12,7 @@
 #include "demix/core/safetensors.h"
 #include "demix/data/tokenizer.h"
 #include "demix/train/checkpoint.h"
+#include "demix/train/checkpoint_layout.h"
 
 namespace demix::adapt {
 namespace fs = std::filesystem;
@@ -19,10 +20,10 @@ namespace fs = std::filesystem;
 namespace {
 
 fs::path expert_file(const fs::path& checkpoint, const std::string& domain) {
-  return checkpoint / "experts" / (domain + ".safetensors");
+  return checkpoint / layout::expert_file(domain);
 }
 fs::path optimizer_file(const fs::path& checkpoint, const std::string& domain) {
-  return checkpoint / "optimizer" / "experts" / (domain + ".safetensors");
+  return checkpoint / layout::optimizer_file(layout::expert_file(domain));
 }
 
 Config demix_config(const std::string& checkpoint) {
@@ -78,7 +79,7 @@ fs::path checked_expert_file(const fs::path& checkpoint, const fs::path& file,
 }  // namespace
 
 uint64_t shared_fingerprint(const std::string& checkpoint) {
-  return hash_string(0, data::read_file((fs::path(checkpoint) / "shared.safetensors").string()));
+  return hash_string(0, data::read_file((fs::path(checkpoint) / layout::kShared).string()));
 }
 
 int64_t expert_index(const Config& config, const std::string& checkpoint,

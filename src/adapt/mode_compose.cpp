@@ -7,13 +7,10 @@
 #include "demix/core/manifest.h"
 #include "demix/core/safetensors.h"
 #include "demix/train/checkpoint.h"
+#include "demix/train/checkpoint_layout.h"
 
 namespace demix::adapt {
 namespace fs = std::filesystem;
-
-bool is_backbone_param(const std::string& name) {
-  return name.rfind("mode.", 0) != 0 && name.find("_lora.") == std::string::npos;
-}
 
 void init_experts_from_backbone(model::GptImpl& model) {
   torch::NoGradGuard no_grad;
@@ -31,14 +28,6 @@ void init_experts_from_backbone(model::GptImpl& model) {
 }
 
 namespace {
-
-// "mode.1.stacks.0.2.attn.qkv.weight" -> "mode.1.stacks.<j>.2.attn.qkv.weight"
-std::string renumber_stack(const std::string& name, int64_t j) {
-  const std::string stacks = ".stacks.0.";
-  const auto at = name.find(stacks);
-  return name.substr(0, at) + ".stacks." + std::to_string(j) + "." +
-         name.substr(at + stacks.size());
-}
 
 void copy_checked(at::Tensor& target, const at::Tensor& source, const std::string& where,
                   const std::string& name) {
@@ -66,12 +55,13 @@ void compose_experts(const Config& config, model::GptImpl& model) {
     if (stage1.mode.blocks != config.mode.blocks ||
         stage1.mode.layers_per_expert != config.mode.layers_per_expert)
       throw Error(where + ": mode.blocks / mode.layers_per_expert differ from this run's");
-    const auto shared = (fs::path(checkpoint) / "shared.safetensors").string();
-    Manifest(checkpoint).verify("shared.safetensors");
+    const auto shared = (fs::path(checkpoint) / layout::kShared).string();
+    Manifest(checkpoint).verify(layout::kShared);
     train::check_recorded_domains(shared, "domains", domains[j]);  // not another run's file
     const auto tensors = load_safetensors(shared);
     for (const auto& [name, t] : tensors) {
-      if (is_backbone_param(name)) {
+      const auto role = model::param_role(name);
+      if (role.backbone()) {
         if (j == 0) {
           first_backbone[name] = t;
         } else if (!first_backbone.count(name) || !first_backbone[name].equal(t)) {
@@ -80,7 +70,7 @@ void compose_experts(const Config& config, model::GptImpl& model) {
         }
         continue;
       }
-      if (name.find(".gate.") != std::string::npos) {  // (2, ...): backbone row, expert row
+      if (role.gate()) {  // (2, ...): backbone row, expert row
         auto& gate = params[name];
         if (t.size(0) != 2 || !gate.sizes().slice(1).equals(t.sizes().slice(1)))
           throw Error(where + ": gate '" + name + "' has shape " + c10::str(t.sizes()) +
@@ -89,13 +79,13 @@ void compose_experts(const Config& config, model::GptImpl& model) {
         gate[0].zero_();
         continue;
       }
-      auto* target = params.find(renumber_stack(name, int64_t(j)));
+      auto* target = params.find(model::with_stack(name, int64_t(j)));
       if (!target) throw Error(where + ": tensor '" + name + "' has no place in this model");
       copy_checked(*target, t, where, name);
     }
   }
   for (auto& item : params)
-    if (is_backbone_param(item.key())) {
+    if (model::is_backbone_param(item.key())) {
       const auto it = first_backbone.find(item.key());
       if (it == first_backbone.end())
         throw Error("mode.experts_from: the stage-1 runs have no tensor '" + item.key() + "'");

@@ -24,7 +24,7 @@
 #include "demix/core/safetensors.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
-#include "demix/model/cpu_gemm.h"
+#include "demix/model/execution_policy.h"
 #include "demix/train/trainer.h"
 
 namespace demix::bench {
@@ -171,10 +171,10 @@ double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t
   const auto options = at::TensorOptions().dtype(dtype).device(resolve_device(device));
   const auto a = at::randn({n, n}, options), b = at::randn({n, n}, options);
   auto c = at::empty({n, n}, options);
-  const auto in_use = model::cpu_gemm();
-  model::set_cpu_gemm(library);
+  auto policy = model::execution_policy();
+  policy.cpu_gemm = library;
+  const model::ScopedExecutionPolicy use(policy);
   const double seconds = median_seconds(1, 5, device, [&] { model::gemm_out(c, a, b); });
-  model::set_cpu_gemm(in_use);
   return 2.0 * double(n) * double(n) * double(n) / seconds;
 }
 
@@ -191,7 +191,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   config.train.eval_every = 0;
   config.train.checkpoint_every = 0;
   fs::remove_all(config.train.out_dir);
-  const auto cpu_gemm = model::use_cpu_settings(config.train);
+  const auto cpu_gemm = model::apply_execution_policy(config.train).cpu_gemm;
   const int threads = at::get_num_threads();
 
   // MFU against the peak of the dtype the matmuls run in, measured before and after the training

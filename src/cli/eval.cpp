@@ -14,8 +14,9 @@
 #include "demix/eval/mixture.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
-#include "demix/model/cpu_gemm.h"
+#include "demix/model/execution_policy.h"
 #include "demix/train/checkpoint.h"
+#include "demix/train/checkpoint_layout.h"
 #include "options.h"
 
 namespace demix::cli {
@@ -36,7 +37,7 @@ EvalModel load_eval_model(const std::string& path, const std::vector<std::string
   EvalModel m;
   m.checkpoint = train::resolve_checkpoint(path);
   m.config = with_overrides(train::checkpoint_config(m.checkpoint), overrides);
-  model::use_cpu_settings(m.config.train);
+  model::apply_execution_policy(m.config.train);
   m.groups = join_process_groups(m.config);
   auto gpt = model::GptConfig::from(m.config);
   if (m.groups && gpt.n_experts > 0) {
@@ -205,7 +206,7 @@ void write_token_logprobs(EvalModel& m, const std::string& text, const std::stri
 
 // Reports go next to what was named: the run directory for a run, else the checkpoint.
 std::string report_dir(const std::string& argument, const EvalModel& m) {
-  return fs::exists(fs::path(argument) / "meta.json") ? m.checkpoint : argument;
+  return fs::exists(fs::path(argument) / layout::kMeta) ? m.checkpoint : argument;
 }
 
 // Mixes each text, starting from `prior`, and prints its score.

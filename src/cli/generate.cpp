@@ -9,7 +9,7 @@
 #include "demix/data/tokenizer.h"
 #include "demix/eval/mixture.h"
 #include "demix/generate/generator.h"
-#include "demix/model/cpu_gemm.h"
+#include "demix/model/execution_policy.h"
 #include "demix/train/checkpoint.h"
 #include "options.h"
 
@@ -57,7 +57,7 @@ void add_generate_command(CLI::App& app) {
       throw Error("--max-tokens " + std::to_string(args->max_tokens) + ": expected >= 0");
     const auto checkpoint = train::resolve_checkpoint(args->checkpoint);
     const auto config = with_overrides(train::checkpoint_config(checkpoint), args->overrides);
-    model::use_cpu_settings(config.train);
+    model::apply_execution_policy(config.train);
     const auto& domains = config.data.domains;
     const bool has_experts = config.n_experts() > 0;
 

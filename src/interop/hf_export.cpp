@@ -1,6 +1,7 @@
 #include "demix/interop/hf_export.h"
 
 #include <filesystem>
+#include <map>
 
 #include "demix/adapt/expert_ops.h"
 #include "demix/core/config.h"
@@ -16,29 +17,24 @@ namespace demix::interop {
 namespace {
 namespace fs = std::filesystem;
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-
-// Our parameter name (experts stripped) -> GPT-2's, and whether GPT-2 stores it transposed.
+// Our parameter name -> GPT-2's, and whether GPT-2 stores it transposed (a Conv1D weight).
 std::pair<std::string, bool> hf_name(const std::string& name) {
-  static const std::vector<std::pair<std::string, std::string>> kBlockParts = {
-      {"ln_1.", "ln_1."},
-      {"ln_2.", "ln_2."},
-      {"attn.qkv.", "attn.c_attn."},
-      {"attn.proj.", "attn.c_proj."},
-      {"ff.fc1.", "mlp.c_fc."},
-      {"ff.fc2.", "mlp.c_proj."}};
-  if (!starts_with(name, "blocks.")) return {"transformer." + name, false};  // wte, wpe, ln_f
-  const auto dot = name.find('.', 7);
-  const auto layer = name.substr(7, dot - 7), rest = name.substr(dot + 1);
-  for (const auto& [ours, theirs] : kBlockParts)
-    if (starts_with(rest, ours)) {
-      const auto param = rest.substr(ours.size());
-      const bool linear = ours.find("ln_") == std::string::npos;
-      return {"transformer.h." + layer + "." + theirs + param, linear && param == "weight"};
-    }
-  throw Error("export: no GPT-2 name for parameter " + name);
+  static const std::map<std::string, std::string> kBlockModules = {{"ln_1", "ln_1"},
+                                                                   {"ln_2", "ln_2"},
+                                                                   {"attn.qkv", "attn.c_attn"},
+                                                                   {"attn.proj", "attn.c_proj"},
+                                                                   {"ff.fc1", "mlp.c_fc"},
+                                                                   {"ff.fc2", "mlp.c_proj"}};
+  const auto role = model::param_role(name);
+  const bool weight = role.tensor == model::ParamRole::Tensor::kWeight;
+  const auto suffix = weight ? ".weight" : ".bias";
+  if (!role.block && !role.mode_block && !role.lora())  // wte, wpe, ln_f
+    return {"transformer." + role.module + suffix, false};
+  const auto it = kBlockModules.find(role.module);
+  if (!role.block || role.lora() || it == kBlockModules.end())
+    throw Error("export: no GPT-2 name for parameter " + name);
+  return {"transformer.h." + std::to_string(*role.block) + "." + it->second + suffix,
+          weight && !role.norm()};
 }
 
 // The weight of each expert in the exported FF layers.
@@ -135,7 +131,7 @@ void export_hf(const std::string& path, const HfExportOptions& options, const st
     const auto expert = model::expert_of(item.key());
     const double weight = expert ? weights[size_t(*expert)] : 1.0;
     if (weight == 0.0) continue;
-    auto [name, transposed] = hf_name(model::strip_expert(item.key()));
+    auto [name, transposed] = hf_name(item.key());
     auto value = item.value().to(torch::kFloat32);
     if (transposed) value = value.t();
     if (expert && weight != 1.0) value = value * weight;

@@ -5,17 +5,15 @@
 #include <ATen/record_function.h>
 #include <cpuid.h>
 #include <dlfcn.h>
-#include <sched.h>
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
-#include <thread>
 
 #include "demix/core/error.h"
+#include "demix/model/execution_policy.h"
 
 namespace demix::model {
 namespace {
@@ -72,8 +70,6 @@ bool amd_cpu() {
   std::memcpy(vendor + 8, &ecx, 4);
   return std::strcmp(vendor, "AuthenticAMD") == 0;
 }
-
-std::atomic<CpuGemm> current{CpuGemm::kAten};
 
 // A matrix operand as CBLAS takes it (row-major): transposed or not, and its leading dimension.
 struct Operand {
@@ -137,60 +133,12 @@ CpuGemm parse_cpu_gemm(const std::string& choice) {
 
 const char* to_string(CpuGemm gemm) { return gemm == CpuGemm::kOpenBlas ? "openblas" : "aten"; }
 
-void set_cpu_gemm(CpuGemm gemm) { current.store(gemm); }
-
-int resolve_threads(int64_t configured, int cores, int local_ranks) {
-  if (configured > 0) return int(configured);
-  return std::max(1, std::max(cores, 1) / std::max(local_ranks, 1));
-}
-
-namespace {
-
-int local_ranks_from_environment() {  // LOCAL_WORLD_SIZE, set by torchrun and `demix launch`
-  const char* value = std::getenv("LOCAL_WORLD_SIZE");
-  if (value == nullptr) return 1;
-  char* end = nullptr;
-  const long parsed = std::strtol(value, &end, 10);
-  if (end == value || *end != '\0' || parsed < 1 || parsed > INT_MAX)
-    throw Error(std::string("LOCAL_WORLD_SIZE=") + value + ": expected an integer >= 1");
-  return int(parsed);
-}
-
-int available_cores() {  // the cores this process may run on (its affinity mask)
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-  return int(std::max(1u, std::thread::hardware_concurrency()));
-}
-
-}  // namespace
-
-CpuGemm use_cpu_settings(const TrainConfig& train) {
-  const int local_ranks = local_ranks_from_environment();
-  // One process alone keeps ATen's default (OMP_NUM_THREADS or every core); ranks sharing a
-  // machine split its cores, or each would run a thread on every core and they would thrash.
-  if (train.threads > 0 || local_ranks > 1) {
-    const int cores = available_cores();
-    const int threads = resolve_threads(train.threads, cores, local_ranks);
-    at::set_num_threads(threads);
-    if (train.threads > 0)
-      spdlog::info("CPU threads: {} (train.threads)", threads);
-    else
-      spdlog::info("CPU threads: {} per rank ({} cores / {} local ranks; train.threads overrides)",
-                   threads, cores, local_ranks);
-  }
-  const auto gemm = parse_cpu_gemm(train.cpu_gemm);
-  set_cpu_gemm(gemm);
-  return gemm;
-}
-
-CpuGemm cpu_gemm() { return current.load(); }
-
 void gemm_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && out.dim() == 2 && a.size(1) == b.size(0) &&
                   out.size(0) == a.size(0) && out.size(1) == b.size(1),
               "gemm_out: expected out (m, n) = a (m, k) @ b (k, n), got ", out.sizes(), ", ",
               a.sizes(), ", ", b.sizes());
-  if (cpu_gemm() == CpuGemm::kOpenBlas && openblas_gemm(out, a, b, bias)) return;
+  if (execution_policy().cpu_gemm == CpuGemm::kOpenBlas && openblas_gemm(out, a, b, bias)) return;
   if (bias.defined())
     at::addmm_out(out, bias, a, b);
   else
@@ -198,7 +146,7 @@ void gemm_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, const a
 }
 
 at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias) {
-  if (cpu_gemm() != CpuGemm::kOpenBlas || !fp32_cpu_matrix(a))
+  if (execution_policy().cpu_gemm != CpuGemm::kOpenBlas || !fp32_cpu_matrix(a))
     return bias.defined() ? at::addmm(bias, a, b) : at::mm(a, b);
   auto out = at::empty({a.size(0), b.size(1)}, a.options());
   gemm_out(out, a, b, bias);

@@ -7,7 +7,7 @@
 #include <torch/autograd.h>
 
 #include "demix/model/cpu_gemm.h"
-#include "demix/model/fused_cuda.h"
+#include "demix/model/execution_policy.h"
 #include "demix/model/gelu.h"
 #include "demix/model/mixed_precision.h"
 #include "demix/model/mlp.h"
@@ -156,7 +156,7 @@ std::optional<at::ScalarType> expert_mlps_dtype(const at::Tensor& x,
       return std::nullopt;
     return dtype;
   }
-  if (!x.is_cuda() || !fused_cuda_kernels()) return std::nullopt;
+  if (!x.is_cuda() || !execution_policy().fused_cuda_kernels) return std::nullopt;
   if (at::autocast::is_autocast_enabled(at::kCUDA)) {
     if (at::autocast::get_autocast_dtype(at::kCUDA) != at::kBFloat16 || dtype != at::kFloat)
       return std::nullopt;

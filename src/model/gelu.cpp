@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "demix/model/fused_cuda.h"
+#include "demix/model/execution_policy.h"
 #include "demix/model/mixed_precision.h"
 #include "demix/model/vector_math.h"
 
@@ -108,7 +108,7 @@ at::Tensor gelu_tanh_backward(const at::Tensor& grad, const at::Tensor& x) {
 std::pair<at::Tensor, at::Tensor> gelu_tanh_backward_and_column_sums(const at::Tensor& grad,
                                                                      const at::Tensor& x) {
 #ifdef DEMIX_CUDA_KERNELS
-  const bool fits = fused_cuda_kernels() && x.is_cuda() && x.dim() == 2 &&
+  const bool fits = execution_policy().fused_cuda_kernels && x.is_cuda() && x.dim() == 2 &&
                     x.scalar_type() == grad.scalar_type() && x.sizes() == grad.sizes() &&
                     (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
                     x.size(0) < cuda::kMaxColumnSumRows;

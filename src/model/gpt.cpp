@@ -100,23 +100,19 @@ void GptImpl::init_weights(uint64_t seed) {
   torch::NoGradGuard no_grad;
   // GPT-2: N(0, 0.02) weights, residual output projections scaled by 1/sqrt(2 * n_layer).
   const double residual_std = config_.init_std / std::sqrt(2.0 * config_.n_layer);
-  auto ends_with = [](const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() &&
-           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
   for (auto& item : named_parameters()) {
     const auto& name = item.key();
+    const auto role = param_role(name);
     auto& p = item.value();
-    const bool is_norm = name.find("ln_") != std::string::npos;
-    if (ends_with(name, ".bias") || ends_with(name, "_lora.b")) {
+    if (role.tensor == ParamRole::Tensor::kBias || role.tensor == ParamRole::Tensor::kLoraB) {
       p.zero_();  // a LoRA adapter starts as a no-op
-    } else if (is_norm) {
+    } else if (role.norm()) {
       p.fill_(1.0);
     } else {
-      const bool residual = ends_with(name, "proj.weight") || ends_with(name, "fc2.weight");
-      const double std = ends_with(name, "_lora.a") ? 1.0 / std::sqrt(double(p.size(1)))
-                         : residual                 ? residual_std
-                                                    : config_.init_std;
+      const double std = role.tensor == ParamRole::Tensor::kLoraA
+                             ? 1.0 / std::sqrt(double(p.size(1)))
+                         : role.residual_projection() ? residual_std
+                                                      : config_.init_std;
       auto gen = at::make_generator<at::CPUGeneratorImpl>(hash_string(seed, strip_expert(name)) ^
                                                           mix64(expert_of(name).value_or(-1)));
       auto values = torch::empty(p.sizes(), torch::kFloat32);
@@ -219,35 +215,6 @@ int64_t GptImpl::num_params(bool include_experts) const {
   for (const auto& item : named_parameters())
     if (include_experts || !expert_of(item.key())) n += item.value().numel();
   return n;
-}
-
-namespace {
-const std::string kExperts = ".experts.";
-}
-
-std::optional<int64_t> expert_of(const std::string& name) {
-  const auto at = name.find(kExperts);
-  if (at == std::string::npos) return std::nullopt;
-  return std::stoll(name.substr(at + kExperts.size()));
-}
-
-std::string strip_expert(const std::string& name) {
-  const auto at = name.find(kExperts);
-  if (at == std::string::npos) return name;
-  const auto end = name.find('.', at + kExperts.size());
-  return name.substr(0, at) + name.substr(end);
-}
-
-std::string with_expert(const std::string& stripped, int64_t id, bool block_experts) {
-  // The expert's own modules start right after "ff" (blocks.3.ff.fc1.weight) or, for a block
-  // expert, after the block's index (blocks.3.attn.qkv.weight).
-  const std::string blocks = "blocks.";
-  auto at = std::string::npos;
-  if (stripped.rfind(blocks, 0) == 0)
-    at = block_experts ? stripped.find('.', blocks.size()) : stripped.find(".ff.");
-  TORCH_CHECK(at != std::string::npos, "not an expert parameter name: ", stripped);
-  if (!block_experts) at += 3;  // past ".ff"
-  return stripped.substr(0, at) + kExperts + std::to_string(id) + stripped.substr(at);
 }
 
 }  // namespace demix::model

@@ -4,7 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 
-#include "demix/model/fused_cuda.h"
+#include "demix/model/execution_policy.h"
 
 #ifdef DEMIX_CUDA_KERNELS
 #include <c10/cuda/CUDAGuard.h>
@@ -253,7 +253,7 @@ AddNorm fused_add_layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x,
 AddNorm add_layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x,
                        const std::optional<at::Tensor>& delta) {
 #ifdef DEMIX_CUDA_KERNELS
-  if (fused_cuda_kernels() && x.is_cuda() && fused_inputs_fit(norm, x, delta) &&
+  if (execution_policy().fused_cuda_kernels && x.is_cuda() && fused_inputs_fit(norm, x, delta) &&
       x.numel() / x.size(-1) < cuda::kMaxColumnSumRows) {
     const bool bf16 = at::autocast::is_autocast_enabled(at::kCUDA) &&
                       at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;

@@ -5,7 +5,7 @@
 #include <torch/autograd.h>
 
 #include "demix/model/bf16_linear.h"
-#include "demix/model/cpu_gemm.h"
+#include "demix/model/execution_policy.h"
 
 namespace demix::model {
 namespace {
@@ -41,8 +41,8 @@ struct CpuLinear : torch::autograd::Function<CpuLinear> {
 };
 
 bool wants_cpu_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  return cpu_gemm() == CpuGemm::kOpenBlas && x.is_cpu() && x.scalar_type() == at::kFloat &&
-         weight.scalar_type() == at::kFloat &&
+  return execution_policy().cpu_gemm == CpuGemm::kOpenBlas && x.is_cpu() &&
+         x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
          (!bias.defined() || bias.scalar_type() == at::kFloat) &&
          !at::autocast::is_autocast_enabled(at::kCPU);
 }

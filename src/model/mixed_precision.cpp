@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "demix/model/cpu_gemm.h"
-#include "demix/model/fused_cuda.h"
+#include "demix/model/execution_policy.h"
 
 #ifdef DEMIX_CUDA_KERNELS
 #include <c10/cuda/CUDAGuard.h>
@@ -32,7 +32,7 @@ void mm_into_fp32_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b)
 at::Tensor column_sums(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 2, "column_sums: expected a matrix, got ", x.dim(), " dimensions");
 #ifdef DEMIX_CUDA_KERNELS
-  const bool fits = fused_cuda_kernels() && x.is_cuda() && x.is_contiguous() &&
+  const bool fits = execution_policy().fused_cuda_kernels && x.is_cuda() && x.is_contiguous() &&
                     (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
                     x.size(0) < cuda::kMaxColumnSumRows;
   if (fits) {

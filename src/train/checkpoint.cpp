@@ -12,6 +12,8 @@
 #include "demix/core/error.h"
 #include "demix/core/json.h"
 #include "demix/core/manifest.h"
+#include "demix/model/execution_policy.h"
+#include "demix/train/checkpoint_layout.h"
 #include "demix/train/optimizer.h"
 
 namespace demix::train {
@@ -19,12 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr int kFormat = 2;  // 2: manifest.json
-
-std::string step_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "step_%08lld", static_cast<long long>(step));
-  return buf;
-}
 
 // Experts are ordered as data.domains; a dense model has none.
 std::vector<std::string> expert_domains(const Config& config) {
@@ -35,7 +31,7 @@ std::vector<std::string> expert_domains(const Config& config) {
 std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   std::vector<fs::path> complete;
   for (const auto& entry : fs::directory_iterator(root))
-    if (entry.is_directory() && entry.path().extension() != ".tmp")
+    if (entry.is_directory() && entry.path().extension() != layout::kIncomplete)
       complete.push_back(entry.path());
   std::sort(complete.begin(), complete.end());
   return complete;
@@ -70,11 +66,11 @@ void write_owned(const fs::path& dir, const TensorDict& tensors, const Config& c
   const auto domains = expert_domains(config);
   const auto [shared, experts] = split_by_owner(tensors);
   if (rank == 0)
-    save_safetensors((dir / "shared.safetensors").string(), shared, shared_file_metadata(config));
+    save_safetensors((dir / layout::kShared).string(), shared, shared_file_metadata(config));
   for (const auto& [id, expert] : experts) {
     const auto& domain = domains.at(size_t(id));
     if (placement.leader_of(int(id)) == rank)
-      save_safetensors((dir / "experts" / (domain + ".safetensors")).string(), expert,
+      save_safetensors((dir / layout::expert_file(domain)).string(), expert,
                        expert_file_metadata(domain));
   }
 }
@@ -87,45 +83,46 @@ struct Location {
   std::string domain;  // "" for shared.safetensors
 };
 
-Location locate(const std::string& checkpoint, const std::string& subdir, const std::string& name,
+Location locate(const std::string& checkpoint, bool optimizer, const std::string& name,
                 const std::vector<std::string>& domains) {
+  auto file = [&](const std::string& f) { return optimizer ? layout::optimizer_file(f) : f; };
   const auto e = model::expert_of(name);
-  if (!e) return {subdir + "shared.safetensors", name, ""};
+  if (!e) return {file(layout::kShared), name, ""};
   if (size_t(*e) >= domains.size())
     throw Error(checkpoint + ": the model's expert " + std::to_string(*e) + " (" + name +
                 ") has no domain among its " + std::to_string(domains.size()) + " experts");
   const auto& domain = domains[size_t(*e)];
-  return {subdir + "experts/" + domain + ".safetensors", model::strip_expert(name), domain};
+  return {file(layout::expert_file(domain)), model::strip_expert(name), domain};
 }
 
-// Fills every tensor of `targets` from the files under <checkpoint>/<subdir> that hold them, each
-// checked against the manifest (and an expert file against the domain recorded in it) before it
-// is read. Strict: a tensor of a file read must be a target or one of `skipped` (deliberately
+// Fills every tensor of `targets` from the files (the optimizer's with `optimizer`) that hold them,
+// each checked against the manifest (and an expert file against the domain recorded in it) before
+// it is read. Strict: a tensor of a file read must be a target or one of `skipped` (deliberately
 // not loaded), and every target must be found with its shape.
-void read_owned(const fs::path& checkpoint, const std::string& subdir,
+void read_owned(const fs::path& checkpoint, bool optimizer,
                 const std::map<std::string, at::Tensor*>& targets,
                 const std::vector<std::string>& skipped, const std::vector<std::string>& domains) {
   at::NoGradGuard no_grad;
   const auto where = checkpoint.string();
   const Manifest manifest(where);
-  std::map<std::string, std::map<std::string, std::string>> layout;  // file -> key -> name
-  std::map<std::string, std::string> file_domains;                   // files to read
+  std::map<std::string, std::map<std::string, std::string>> files;  // file -> key -> name
+  std::map<std::string, std::string> file_domains;                  // files to read
   for (const auto& [name, target] : targets) {
-    const auto at = locate(where, subdir, name, domains);
-    layout[at.file][at.key] = name;
+    const auto at = locate(where, optimizer, name, domains);
+    files[at.file][at.key] = name;
     file_domains[at.file] = at.domain;
   }
   for (const auto& name : skipped) {
     if (const auto e = model::expert_of(name); e && size_t(*e) >= domains.size()) continue;
-    const auto at = locate(where, subdir, name, domains);
-    layout[at.file][at.key] = name;
+    const auto at = locate(where, optimizer, name, domains);
+    files[at.file][at.key] = name;
   }
   for (const auto& [relative, domain] : file_domains) {
     const auto file = (checkpoint / relative).string();
     manifest.verify(relative);
     if (!domain.empty()) check_expert_domain(file, domain);
     const auto tensors = load_safetensors(file);
-    const auto& names = layout[relative];
+    const auto& names = files[relative];
     for (const auto& [key, tensor] : tensors)
       if (!names.count(key))
         throw Error(file + ": tensor '" + key +
@@ -201,7 +198,7 @@ void load_model_as(const std::string& checkpoint, model::GptImpl& model,
     else
       skipped.push_back(item.key());
   }
-  read_owned(fs::path(checkpoint), "", targets, skipped, domains);
+  read_owned(fs::path(checkpoint), false, targets, skipped, domains);
 }
 
 void load_optimizer_as(const std::string& checkpoint, AdamW& optimizer,
@@ -209,7 +206,7 @@ void load_optimizer_as(const std::string& checkpoint, AdamW& optimizer,
   auto state = optimizer.state();  // tensors share storage with the optimizer's own
   std::map<std::string, at::Tensor*> targets;
   for (auto& [name, t] : state) targets[name] = &t;
-  read_owned(fs::path(checkpoint), "optimizer/", targets, {}, domains);
+  read_owned(fs::path(checkpoint), true, targets, {}, domains);
 }
 
 }  // namespace
@@ -237,14 +234,20 @@ void check_expert_domain(const std::string& file, const std::string& domain) {
 }
 
 void seal_checkpoint(const std::string& checkpoint, const Config& config, TrainState state) {
+  const auto& policy = model::execution_policy();  // how the process that wrote it ran
+  JsonObject execution;
+  execution.add("cpu_gemm", model::to_string(policy.cpu_gemm))
+      .add("fused_cuda_kernels", policy.fused_cuda_kernels)
+      .add("threads", policy.threads);
   JsonObject meta;
   meta.add("format", kFormat)
       .add("step", state.step)
       .add("data_cursor", state.data_cursor)
       .add("experts", expert_domains(config))
-      .add("tokenizer", config.tokenizer.model);
-  write_file_atomic((fs::path(checkpoint) / "meta.json").string(), meta.str() + "\n");
-  write_file_atomic((fs::path(checkpoint) / "config.yaml").string(), to_yaml(config));
+      .add("tokenizer", config.tokenizer.model)
+      .add("execution", execution);
+  write_file_atomic((fs::path(checkpoint) / layout::kMeta).string(), meta.str() + "\n");
+  write_file_atomic((fs::path(checkpoint) / layout::kConfig).string(), to_yaml(config));
   write_manifest(checkpoint);
 }
 
@@ -252,9 +255,9 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
                             const AdamW* optimizer, const Config& config, TrainState state,
                             int64_t keep, dist::ProcessGroups* groups,
                             const std::function<void()>& after_model_files) {
-  const fs::path root = fs::path(run_dir) / "checkpoints";
-  const fs::path final_dir = root / step_name(state.step);
-  const fs::path tmp = root / (step_name(state.step) + ".tmp");
+  const fs::path root = layout::checkpoints(run_dir);
+  const fs::path final_dir = root / layout::step_directory(state.step);
+  const fs::path tmp = root / (layout::step_directory(state.step) + layout::kIncomplete);
   const int rank = groups ? groups->rank() : 0;
   const auto domains = expert_domains(config);
   const auto placement = groups ? groups->placement() : dist::Placement(1, int(domains.size()));
@@ -263,8 +266,8 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
   };
   if (rank == 0) {
     fs::remove_all(tmp);
-    fs::create_directories(tmp / "experts");
-    fs::create_directories(tmp / "optimizer" / "experts");
+    fs::create_directories(tmp / layout::kExperts);
+    fs::create_directories(tmp / layout::kOptimizer / layout::kExperts);
   }
   barrier();  // every rank writes only once the directory exists
 
@@ -272,7 +275,7 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
   for (const auto& item : model.named_parameters()) params[item.key()] = item.value();
   write_owned(tmp, params, config, placement, rank);
   if (after_model_files) after_model_files();
-  if (optimizer) write_owned(tmp / "optimizer", optimizer->state(), config, placement, rank);
+  if (optimizer) write_owned(tmp / layout::kOptimizer, optimizer->state(), config, placement, rank);
   barrier();  // all files are complete
 
   if (rank == 0) {
@@ -282,7 +285,7 @@ std::string save_checkpoint(const std::string& run_dir, model::GptImpl& model,
     fs::rename(tmp, final_dir);
     sync_directory(final_dir.string());
     sync_directory(root.string());  // the rename
-    write_file_atomic((root / "latest").string(), step_name(state.step) + "\n");
+    write_file_atomic((root / layout::kLatest).string(), layout::step_directory(state.step) + "\n");
     // Older checkpoints go only now that the new one and `latest` are durable.
     remove_old_checkpoints(root, keep);
   }
@@ -322,17 +325,17 @@ std::string resolve_checkpoint(const std::string& path) {
     checkpoint_state(dir.string());
     return dir.string();
   };
-  if (fs::exists(p / "meta.json")) return checked(p);
-  for (const fs::path& root : {p, p / "checkpoints"}) {
-    std::ifstream latest(root / "latest");
+  if (fs::exists(p / layout::kMeta)) return checked(p);
+  for (const fs::path& root : {p, layout::checkpoints(p)}) {
+    std::ifstream latest(root / layout::kLatest);
     std::string name;
-    if (latest >> name && fs::exists(root / name / "meta.json")) return checked(root / name);
+    if (latest >> name && fs::exists(root / name / layout::kMeta)) return checked(root / name);
   }
   throw Error(path + ": not a checkpoint or a run directory with checkpoints/latest");
 }
 
 std::string latest_valid_checkpoint(const std::string& run_dir) {
-  const fs::path root = fs::path(run_dir) / "checkpoints";
+  const fs::path root = layout::checkpoints(run_dir);
   if (!fs::exists(root)) return "";
   const auto complete = complete_checkpoints(root);
   for (auto newest = complete.rbegin(); newest != complete.rend(); ++newest) {
@@ -349,13 +352,13 @@ std::string latest_valid_checkpoint(const std::string& run_dir) {
 }
 
 Config checkpoint_config(const std::string& checkpoint) {
-  Manifest(checkpoint).verify("config.yaml");
-  return load_config((fs::path(checkpoint) / "config.yaml").string());
+  Manifest(checkpoint).verify(layout::kConfig);
+  return load_config((fs::path(checkpoint) / layout::kConfig).string());
 }
 
 TrainState checkpoint_state(const std::string& checkpoint) {
-  Manifest(checkpoint).verify("meta.json");
-  const auto path = (fs::path(checkpoint) / "meta.json").string();
+  Manifest(checkpoint).verify(layout::kMeta);
+  const auto path = (fs::path(checkpoint) / layout::kMeta).string();
   try {
     const auto meta = YAML::LoadFile(path);
     if (meta["format"].as<int>() != kFormat)

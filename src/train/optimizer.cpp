@@ -4,13 +4,13 @@
 
 #include "demix/core/config.h"
 #include "demix/core/error.h"
+#include "demix/model/param_roles.h"
+#include "demix/train/checkpoint_layout.h"
 
 namespace demix::train {
 
 bool AdamW::decays(const std::string& name, const at::Tensor& param) {
-  const bool embedding = name.rfind("wte.", 0) == 0 || name.rfind("wpe.", 0) == 0 ||
-                         name.rfind("domain_tokens.", 0) == 0;
-  return param.dim() >= 2 && !embedding;
+  return param.dim() >= 2 && !model::param_role(name).embedding();
 }
 
 AdamW::AdamW(const std::vector<std::pair<std::string, at::Tensor>>& named_params,
@@ -56,9 +56,9 @@ void AdamW::zero_grad() {
 std::map<std::string, at::Tensor> AdamW::state() const {
   std::map<std::string, at::Tensor> out;
   for (const auto& s : slots_) {
-    out["exp_avg/" + s.name] = s.exp_avg;
-    out["exp_avg_sq/" + s.name] = s.exp_avg_sq;
-    out["step/" + s.name] = s.step;
+    out[layout::optimizer_state("exp_avg", s.name)] = s.exp_avg;
+    out[layout::optimizer_state("exp_avg_sq", s.name)] = s.exp_avg_sq;
+    out[layout::optimizer_state("step", s.name)] = s.step;
   }
   return out;
 }

@@ -15,8 +15,8 @@
 #include "demix/core/memory_budget.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
-#include "demix/model/cpu_gemm.h"
-#include "demix/model/fused_cuda.h"
+#include "demix/model/execution_policy.h"
+#include "demix/train/checkpoint_layout.h"
 #include "demix/train/stop_signal.h"
 
 namespace demix::train {
@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string find_resume(const Config& config, const std::string& resume) {
-  const bool has_run = fs::exists(fs::path(config.train.out_dir) / "checkpoints" / "latest");
+  const bool has_run = fs::exists(layout::checkpoints(config.train.out_dir) / layout::kLatest);
   // Every rank checks every file: all of them read the same directory and pick the same one.
   if (resume == "auto") {
     const auto checkpoint = latest_valid_checkpoint(config.train.out_dir);
@@ -50,8 +50,7 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       placement_(groups ? groups->placement() : dist::Placement(1, int(config_.n_experts()))),
       rank_(groups ? groups->rank() : 0),
       schedule_(config_.optim, config_.train.steps) {
-  model::set_fused_cuda_kernels(config_.train.fused_cuda_kernels);
-  const auto cpu_gemm = model::use_cpu_settings(config_.train);
+  const auto execution = model::apply_execution_policy(config_.train);
   const auto checkpoint = find_resume(config_, resume);
   faults_ = FaultInjection::from_environment(rank_);
 
@@ -84,9 +83,9 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   worst_in_a_row_ = counter.clone();
   if (rank_ == 0) {
     fs::create_directories(config_.train.out_dir);
-    write_file_atomic((fs::path(config_.train.out_dir) / "config.yaml").string(), to_yaml(config_));
-    metrics_ = std::make_unique<MetricsLog>(
-        (fs::path(config_.train.out_dir) / "metrics.jsonl").string(), state_.step);
+    write_file_atomic(layout::run_config(config_.train.out_dir).string(), to_yaml(config_));
+    metrics_ =
+        std::make_unique<MetricsLog>(layout::metrics(config_.train.out_dir).string(), state_.step);
   }
   if (config_.optim.warmup_steps > config_.train.steps)
     spdlog::info("optim.warmup_steps={} is longer than train.steps={}: warming up over the run",
@@ -97,7 +96,7 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       "{} train tokens/step over {} ranks{}",
       rank_, model_->num_params() / 1e6, model_->num_params(false) / 1e6, hosted.size(),
       config_.n_experts(), global_tokens_per_step(), placement_.world_size(),
-      device_.is_cpu() ? std::string("; CPU GEMMs: ") + model::to_string(cpu_gemm) : "");
+      device_.is_cpu() ? std::string("; CPU GEMMs: ") + model::to_string(execution.cpu_gemm) : "");
   if (grad_sync_)
     spdlog::info("all-reduce per step on rank {}: {} B shared, {} B expert ({:.2f} MB)", rank_,
                  grad_sync_->shared_bytes(), grad_sync_->expert_bytes(),
@@ -170,18 +169,17 @@ std::vector<int> Trainer::untrained_experts() const {
 }
 
 bool Trainer::is_trainable(const std::string& name) const {
+  const auto role = model::param_role(name);
   if (config_.is_mode()) {  // the backbone is frozen; gates train, expert stacks unless gates-only
-    if (adapt::is_backbone_param(name)) return false;
-    return name.find(".gate.") != std::string::npos || config_.mode.stage == 1 ||
-           config_.mode.train == "gates_experts";
+    if (role.backbone()) return false;
+    return role.gate() || config_.mode.stage == 1 || config_.mode.train == "gates_experts";
   }
-  if (config_.model.lora_rank > 0) return name.find("_lora.") != std::string::npos;
+  if (config_.model.lora_rank > 0) return role.lora();
   const auto& mode = config_.train.trainable;
   if (mode == "all") return true;
-  if (mode == "ff") return name.find(".ff.") != std::string::npos;
-  const auto expert = model::expert_of(name);  // "experts": only those of train_domains
-  if (!expert) return false;
-  const auto& domain = config_.data.domains[size_t(*expert)];
+  if (mode == "ff") return role.feed_forward();
+  if (!role.expert) return false;  // "experts": only those of train_domains
+  const auto& domain = config_.data.domains[size_t(*role.expert)];
   const auto& only = config_.train.train_domains;
   return only.empty() || std::find(only.begin(), only.end(), domain) != only.end();
 }
@@ -195,7 +193,7 @@ void Trainer::build_model(const std::vector<int>& hosted) {
     if (config_.n_experts() > 0 && checkpoint_config(init).data.domains != config_.data.domains)
       throw Error("train.init_from=" + init + ": its experts (data.domains) differ from the run's");
     // LoRA: the adapters are new, everything else comes from the model they adapt
-    load_model(init, *model_, config_.model.lora_rank > 0 ? adapt::is_backbone_param : nullptr);
+    load_model(init, *model_, config_.model.lora_rank > 0 ? model::is_backbone_param : nullptr);
   } else if (config_.is_mode()) {  // (init_from a MoDE checkpoint holds the whole model)
     prepare_mode();
   }
@@ -217,8 +215,7 @@ void Trainer::build_model(const std::vector<int>& hosted) {
     named.emplace_back(item.key(), item.value());
     params_.push_back(item.value());
     if (exchange_)
-      (item.key().find(".gate.") != std::string::npos ? gate_params_ : stack_params_)
-          .push_back(item.value());
+      (model::param_role(item.key()).gate() ? gate_params_ : stack_params_).push_back(item.value());
   }
   optimizer_ = std::make_unique<AdamW>(named, config_.optim);
   if (groups_ && !exchange_)
@@ -294,7 +291,7 @@ void Trainer::prepare_mode() {
   if (backbone_config.model.ff != "dense" || backbone_config.is_mode() ||
       backbone_config.model.lora_rank > 0)
     throw Error("mode.backbone=" + backbone + ": expected a DENSE model (model.ff=dense)");
-  load_model(backbone, *model_, adapt::is_backbone_param);
+  load_model(backbone, *model_, model::is_backbone_param);
   if (mode.expert_init == "backbone") adapt::init_experts_from_backbone(*model_);
 }
 
@@ -311,10 +308,10 @@ void Trainer::sync_stacks() {
   for (auto& item : model_->named_parameters()) tensors[item.key()] = item.value();
   at::NoGradGuard no_grad;
   for (auto& [name, t] : tensors) {
-    const auto at = name.find(".stacks.");
-    if (at == std::string::npos) continue;
+    const auto stack = model::param_role(layout::parameter_of_state(name)).stack;
+    if (!stack) continue;
     c10d::BroadcastOptions options;
-    options.rootRank = std::stoi(name.substr(at + 8)) + 1;
+    options.rootRank = int(*stack) + 1;
     std::vector<at::Tensor> buffer = {t};
     groups_->world().broadcast(buffer, options)->wait();
   }

@@ -7,7 +7,7 @@
 #include <torch/torch.h>
 
 #include "demix/train/trainer.h"
-#include "support/scoped_switch.h"
+#include "support/scoped_policy.h"
 #include "support/step_comparison.h"
 #include "support/tensor_compare.h"
 

@@ -1,7 +1,7 @@
 // GPU checks on the bundled corpus, skipped where no CUDA device is present (CI): a training step
 // on the GPU computes what the same step computes on the CPU, with ATen's kernels and with the
-// fused ones (model/fused_cuda.h), and steps queue their work without the host waiting for the
-// GPU.
+// fused ones (model/execution_policy.h), and steps queue their work without the host waiting for
+// the GPU.
 
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -13,7 +13,7 @@
 
 #include "demix/core/config.h"
 #include "demix/train/trainer.h"
-#include "support/scoped_switch.h"
+#include "support/scoped_policy.h"
 #include "support/step_comparison.h"
 #include "support/tensor_compare.h"
 

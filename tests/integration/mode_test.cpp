@@ -67,7 +67,7 @@ TEST_F(ModeTrainingTest, StageOneChangesOnlyItsExpertAndGates) {
     EXPECT_EQ(train::checkpoint_state(train::resolve_checkpoint(run)).step, 3);
     int64_t frozen = 0, trained = 0;
     for (const auto& [name, t] : tensors_of(run)) {
-      if (adapt::is_backbone_param(name)) {
+      if (model::is_backbone_param(name)) {
         ASSERT_TRUE(backbone.count(name)) << name;
         EXPECT_TRUE(torch::equal(t, backbone.at(name))) << domain << " " << name;
         ++frozen;
@@ -115,7 +115,7 @@ TEST_F(ModeTrainingTest, BranchesPlacementEqualsDataParallelAndOneProcess) {
       /*checkpoint=*/true);  // the checkpoint gathers every expert on every rank
   int64_t moved = 0;
   for (const auto& [name, value] : reference) {
-    moved += !adapt::is_backbone_param(name);
+    moved += !model::is_backbone_param(name);
     for (size_t r = 0; r < data_parallel.size(); ++r)
       EXPECT_LE(test_support::relative_difference(data_parallel[r].at(name), value), 1e-5)
           << "data parallel rank " << r << " " << name;
@@ -127,7 +127,7 @@ TEST_F(ModeTrainingTest, BranchesPlacementEqualsDataParallelAndOneProcess) {
   // gates and experts trained, the backbone did not
   const auto backbone = tensors_of((kRoot / "backbone").string());
   for (const auto& [name, value] : reference)
-    if (adapt::is_backbone_param(name)) EXPECT_TRUE(torch::equal(value, backbone.at(name))) << name;
+    if (model::is_backbone_param(name)) EXPECT_TRUE(torch::equal(value, backbone.at(name))) << name;
   // the trained expert moved away from the stage-1 expert the composition started from
   const auto start = tensors_of((kRoot / "stage1" / "python_docs").string());
   EXPECT_GT(test_support::relative_difference(reference.at("mode.0.stacks.0.0.ff.fc1.weight"),

@@ -12,7 +12,7 @@
 
 #include "demix/model/gelu.h"
 #include "demix/model/mixed_precision.h"
-#include "support/scoped_switch.h"
+#include "support/scoped_policy.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {

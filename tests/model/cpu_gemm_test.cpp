@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "demix/model/linear_map.h"
-#include "support/scoped_switch.h"
+#include "support/scoped_policy.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {

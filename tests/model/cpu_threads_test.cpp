@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "demix/model/cpu_gemm.h"
+#include "demix/model/execution_policy.h"
 
 namespace demix::model {
 namespace {

@@ -12,7 +12,7 @@
 
 #include "demix/core/autocast.h"
 #include "demix/model/mlp.h"
-#include "support/scoped_switch.h"
+#include "support/scoped_policy.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "demix/core/autocast.h"
-#include "support/scoped_switch.h"
+#include "support/scoped_policy.h"
 #include "support/tensor_compare.h"
 
 namespace demix::model {

@@ -195,7 +195,7 @@ TEST(LoraTest, StartsAsTheFrozenModelAndOnlyAdaptersGetGradients) {
   EXPECT_TRUE(torch::equal(logits(*lora, tokens), logits(*base, tokens)));  // B starts at zero
   lora->train();
   for (auto& item : lora->named_parameters())
-    item.value().set_requires_grad(!adapt::is_backbone_param(item.key()));
+    item.value().set_requires_grad(!model::is_backbone_param(item.key()));
   lora->loss(tokens, targets, model::Routing({0, 0}, torch::kCPU)).backward();
   int64_t adapters = 0;
   for (const auto& item : lora->named_parameters()) {

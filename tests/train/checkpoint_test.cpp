@@ -1,7 +1,9 @@
 #include "demix/train/checkpoint.h"
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cstring>
 #include <filesystem>
@@ -9,6 +11,7 @@
 
 #include "demix/core/error.h"
 #include "demix/core/manifest.h"
+#include "demix/model/execution_policy.h"
 #include "demix/train/optimizer.h"
 #include "support/small_config.h"
 
@@ -64,6 +67,24 @@ TEST(CheckpointTest, ExpertFilesHoldOnlyTheirExpert) {
   const auto shared = load_safetensors(dir + "/shared.safetensors");
   for (const auto& [name, t] : shared) EXPECT_EQ(name.find("experts"), std::string::npos) << name;
   EXPECT_TRUE(shared.count("wte.weight"));
+}
+
+TEST(CheckpointTest, MetaRecordsTheResolvedExecutionPolicy) {
+  const model::ScopedExecutionPolicy restore(model::execution_policy());
+  auto config = small_config();
+  config.train.cpu_gemm = "auto";
+  config.train.fused_cuda_kernels = true;
+  model::apply_execution_policy(config.train);
+  const auto run = (std::filesystem::temp_directory_path() / "demix_ckpt_execution").string();
+  std::filesystem::remove_all(run);
+  model::Gpt m(model::GptConfig::from(config), 2);
+  const auto meta = YAML::LoadFile(save_checkpoint(run, *m, nullptr, config, {}, 1) + "/meta.json");
+  const auto execution = meta["execution"];
+  // "auto" is resolved on this machine: the library the GEMMs actually went through
+  EXPECT_EQ(execution["cpu_gemm"].as<std::string>(),
+            model::to_string(model::parse_cpu_gemm("auto")));
+  EXPECT_TRUE(execution["fused_cuda_kernels"].as<bool>());
+  EXPECT_EQ(execution["threads"].as<int>(), at::get_num_threads());
 }
 
 TEST(CheckpointTest, KeepsTheNewestN) {

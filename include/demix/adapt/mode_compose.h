@@ -13,10 +13,6 @@ struct Config;
 
 namespace demix::adapt {
 
-// A parameter of the backbone a MoDE or LoRA model is built on: not a gate, expert stack or
-// LoRA adapter. Only these are read from the backbone checkpoint, and they stay frozen.
-bool is_backbone_param(const std::string& name);
-
 // Stage 1, mode.expert_init=backbone: every hosted expert stack of block b starts as a copy of
 // the block's last layers_per_expert backbone layers. With as many layers as the block, every
 // branch starts as the backbone's, so the model starts as the backbone whatever its gates say.

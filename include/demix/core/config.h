@@ -163,7 +163,7 @@ struct TrainConfig {
       "0 = never");
     v("fused_cuda_kernels", fused_cuda_kernels,
       "CUDA: the experts as one node with fused GELU and bias-gradient kernels (not yet run on "
-      "a GPU: see include/demix/model/fused_cuda.h)");
+      "a GPU: see include/demix/model/execution_policy.h)");
   }
 };
 

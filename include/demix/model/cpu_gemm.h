@@ -13,8 +13,6 @@
 
 #include <string>
 
-#include "demix/core/config.h"
-
 namespace demix::model {
 
 enum class CpuGemm { kAten, kOpenBlas };
@@ -23,24 +21,13 @@ enum class CpuGemm { kAten, kOpenBlas };
 // OpenBLAS on AMD CPUs where it loads, else ATen. Throws std::invalid_argument on another value.
 CpuGemm parse_cpu_gemm(const std::string& choice);
 const char* to_string(CpuGemm gemm);
-// Process-wide; ATen until set (and wherever OpenBLAS did not load).
-void set_cpu_gemm(CpuGemm gemm);
-// The intra-op threads of one process: `configured` (train.threads) when > 0, else the `cores`
-// shared evenly among the `local_ranks` processes of this machine, at least one each.
-int resolve_threads(int64_t configured, int cores, int local_ranks);
-// A run's CPU settings applied to this process: the threads (resolve_threads with the cores of
-// its affinity mask and LOCAL_WORLD_SIZE; left at ATen's default for a process alone without
-// train.threads), logged, and train.cpu_gemm (parse_cpu_gemm, then set_cpu_gemm). Returns the
-// library chosen.
-CpuGemm use_cpu_settings(const TrainConfig& train);
-CpuGemm cpu_gemm();
 // Whether an OpenMP (or single-threaded) OpenBLAS loaded; if not, why not.
 bool openblas_available(std::string* why_not = nullptr);
 
 // out = a @ b (+ bias, one value per column, added to every row) for matrices a (m, k), b (k, n)
-// and out (m, n). Through OpenBLAS where cpu_gemm() is kOpenBlas and all are fp32 CPU tensors
-// with a unit stride in one dimension (a transposed view is fine; out's rows contiguous), else
-// through ATen (addmm / mm), which also handles every other device and dtype.
+// and out (m, n). Through OpenBLAS where the execution policy's cpu_gemm is kOpenBlas and all are
+// fp32 CPU tensors with a unit stride in one dimension (a transposed view is fine; out's rows
+// contiguous), else through ATen (addmm / mm), which also handles every other device and dtype.
 void gemm_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
               const at::Tensor& bias = {});
 at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias = {});

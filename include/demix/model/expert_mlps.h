@@ -6,7 +6,8 @@
 // outputs, and autograd visits the experts one at a time.
 // - CPU: the experts spread over the threads, each GEMM on one thread (the per-expert path ran
 //   each small GEMM on all threads one after the other).
-// - CUDA, with fused_cuda_kernels() on: the experts one after another, without the cat of their
+// - CUDA, with the fused CUDA kernels on (execution_policy.h): the experts one after another,
+// without the cat of their
 //   outputs and of their input gradients.
 //   Under bf16 autocast the input is cast to bf16 once, the GEMMs take bf16 operands, and the
 //   weight and bias gradients come out in fp32 (as bf16_linear), fc1's bias gradient from the
@@ -25,7 +26,8 @@ struct MlpImpl;
 // apply and each expert runs as a module. It needs plain experts (a bias on each linear, no LoRA
 // adapter) whose parameters share one float dtype, and either a CPU x of that dtype outside
 // autocast with more than one expert and thread (-> that dtype), or a CUDA x with
-// fused_cuda_kernels() on (-> bf16 under bf16 autocast, else x's dtype, which must be theirs).
+// the fused CUDA kernels on (execution_policy.h) (-> bf16 under bf16 autocast, else x's dtype,
+// which must be theirs).
 std::optional<at::ScalarType> expert_mlps_dtype(const at::Tensor& x,
                                                 const std::vector<MlpImpl*>& experts);
 

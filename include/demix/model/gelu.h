@@ -19,7 +19,8 @@ at::Tensor gelu_tanh(const at::Tensor& x);
 at::Tensor gelu_tanh_backward(const at::Tensor& grad, const at::Tensor& x);
 // (grad * gelu_tanh'(x), its sum over rows in fp32) for matrices grad and x of one dtype: the
 // input gradient of an MLP's GELU and the bias gradient of the linear before it. One pass on
-// CUDA where fused_cuda_kernels() is on (gelu_cuda.h), else gelu_tanh_backward then column_sums.
+// CUDA where the fused CUDA kernels (execution_policy.h) is on (gelu_cuda.h), else
+// gelu_tanh_backward then column_sums.
 std::pair<at::Tensor, at::Tensor> gelu_tanh_backward_and_column_sums(const at::Tensor& grad,
                                                                      const at::Tensor& x);
 

@@ -16,6 +16,7 @@
 #include "demix/model/block.h"
 #include "demix/model/gpt_config.h"
 #include "demix/model/mode_block.h"
+#include "demix/model/param_roles.h"
 #include "demix/model/routing.h"
 
 namespace demix::model {
@@ -67,15 +68,5 @@ struct GptImpl : torch::nn::Module {
   BranchExchange* exchange_ = nullptr;
 };
 TORCH_MODULE(Gpt);
-
-// Parameter names tell shared from expert parameters: `blocks.3.ff.experts.5.fc1.weight` belongs
-// to expert 5; everything else (embeddings, attention, LayerNorms, dense FFs) is shared.
-std::optional<int64_t> expert_of(const std::string& param_name);
-// `blocks.3.ff.experts.5.fc1.weight` -> `blocks.3.ff.fc1.weight`: the name inside an expert file.
-std::string strip_expert(const std::string& param_name);
-// The inverse: the model's name for an expert-file entry of expert `id` (an FF expert, or with
-// `block_experts` a whole block: `blocks.3.attn.qkv.weight` ->
-// `blocks.3.experts.5.attn.qkv.weight`).
-std::string with_expert(const std::string& stripped_name, int64_t id, bool block_experts = false);
 
 }  // namespace demix::model

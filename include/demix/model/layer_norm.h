@@ -16,11 +16,11 @@ namespace demix::model {
 at::Tensor layer_norm(torch::nn::LayerNorm& norm, const at::Tensor& x);
 
 // A block's residual add and the LayerNorm after it: sum = x + delta (x itself without delta)
-// and normed = norm(sum). With fused_cuda_kernels() on a CUDA device (fp32 x), one kernel each
-// way (layer_norm_fused_cuda.h): the add, the normalisation and, under bf16 autocast, normed
-// written in bf16 (what the linear after it casts it to anyway); the backward adds the gradient
-// that reaches sum directly (the residual stream's) into the LayerNorm's input gradient.
-// Elsewhere x + delta and layer_norm above.
+// and normed = norm(sum). With the fused CUDA kernels on (execution_policy.h) a CUDA device (fp32
+// x), one kernel each way (layer_norm_fused_cuda.h): the add, the normalisation and, under bf16
+// autocast, normed written in bf16 (what the linear after it casts it to anyway); the backward adds
+// the gradient that reaches sum directly (the residual stream's) into the LayerNorm's input
+// gradient. Elsewhere x + delta and layer_norm above.
 struct AddNorm {
   at::Tensor sum, normed;
 };

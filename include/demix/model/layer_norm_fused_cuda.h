@@ -1,7 +1,7 @@
 #pragma once
 
 // The CUDA kernels of the fused path's LayerNorm (add_layer_norm in layer_norm.h, with
-// fused_cuda_kernels() on),
+// the fused CUDA kernels on (execution_policy.h)),
 // where ATen's forward, its input gradient, the residual add before it and the bf16 cast after
 // it are separate passes. One warp per row; x, weight, bias, mean, rstd and sums are fp32; delta, y
 // and dy are kFloat or kBFloat16 as `*_type` says. Each returns an error message, or nullptr once

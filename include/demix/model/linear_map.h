@@ -1,9 +1,9 @@
 #pragma once
 
 // y = x W^T (+ b) for every linear layer of the model and its tied head, on the fastest path the
-// tensors allow: bf16_linear under bf16 autocast on CUDA; on a CPU in fp32 where cpu_gemm() picks
-// OpenBLAS, an autograd node whose forward and backward GEMMs all go there (cpu_gemm.h); else
-// at::linear, whose bias rides in the GEMM (addmm) for any input rank.
+// tensors allow: bf16_linear under bf16 autocast on CUDA; on a CPU in fp32 where the execution
+// policy picks OpenBLAS, an autograd node whose forward and backward GEMMs all go there
+// (cpu_gemm.h); else at::linear, whose bias rides in the GEMM (addmm) for any input rank.
 
 #include <ATen/core/Tensor.h>
 

@@ -16,8 +16,8 @@ at::Tensor mm_into_fp32(const at::Tensor& a, const at::Tensor& b);
 void mm_into_fp32_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b);
 
 // x (rows, cols) summed over rows (cols), bf16 into fp32, other dtypes in their own:
-// column_sums_cuda.h's deterministic kernel for fp32 and bf16 on CUDA when fused_cuda_kernels()
-// is on (and it is built), else ATen's sum.
+// column_sums_cuda.h's deterministic kernel for fp32 and bf16 on CUDA when the fused CUDA kernels
+// (execution_policy.h) is on (and it is built), else ATen's sum.
 at::Tensor column_sums(const at::Tensor& x);
 
 }  // namespace demix::model
