@@ -1,6 +1,7 @@
 #include "demix/adapt/mode_compose.h"
 
 #include <filesystem>
+#include <stdexcept>
 
 #include "demix/core/config.h"
 #include "demix/core/error.h"
@@ -60,7 +61,12 @@ void compose_experts(const Config& config, model::GptImpl& model) {
     train::check_recorded_domains(shared, "domains", domains[j]);  // not another run's file
     const auto tensors = load_safetensors(shared);
     for (const auto& [name, t] : tensors) {
-      const auto role = model::param_role(name);
+      model::ParamRole role;
+      try {
+        role = model::param_role(name);
+      } catch (const std::invalid_argument& e) {
+        throw Error(where + ": " + e.what());
+      }
       if (role.backbone()) {
         if (j == 0) {
           first_backbone[name] = t;

@@ -16,8 +16,13 @@ namespace demix::model {
 namespace {
 
 // Written only by apply_execution_policy and ScopedExecutionPolicy, before or between the runs of
-// the model that read it (never while an op runs).
+// the model that read it (never while an op runs). threads = 0: no policy applied yet.
 ExecutionPolicy current;
+
+bool same(const ExecutionPolicy& a, const ExecutionPolicy& b) {
+  return a.cpu_gemm == b.cpu_gemm && a.fused_cuda_kernels == b.fused_cuda_kernels &&
+         a.threads == b.threads;
+}
 
 int local_ranks_from_environment() {  // LOCAL_WORLD_SIZE, set by torchrun and `demix launch`
   const char* value = std::getenv("LOCAL_WORLD_SIZE");
@@ -61,14 +66,18 @@ ExecutionPolicy apply_execution_policy(const TrainConfig& train) {
   // machine split its cores, or each would run a thread on every core and they would thrash.
   if (train.threads > 0 || local_ranks > 1) {
     const int cores = available_cores();
-    at::set_num_threads(resolve_threads(train.threads, cores, local_ranks));
-    if (train.threads == 0)
+    const int threads = resolve_threads(train.threads, cores, local_ranks);
+    at::set_num_threads(threads);
+    if (train.threads > 0)
+      spdlog::info("CPU threads: {} (train.threads)", threads);
+    else
       spdlog::info("CPU threads: {} per rank ({} cores / {} local ranks; train.threads overrides)",
-                   at::get_num_threads(), cores, local_ranks);
+                   threads, cores, local_ranks);
   }
   policy.threads = at::get_num_threads();
-  current = policy;
-  spdlog::info("execution: {}", policy.describe());
+  // Ranks run as threads of one test process apply the same policy while others already run
+  // ops: an equal policy is not written again.
+  if (!same(current, policy)) current = policy;
   return policy;
 }
 

@@ -234,18 +234,20 @@ void check_expert_domain(const std::string& file, const std::string& domain) {
 }
 
 void seal_checkpoint(const std::string& checkpoint, const Config& config, TrainState state) {
-  const auto& policy = model::execution_policy();  // how the process that wrote it ran
-  JsonObject execution;
-  execution.add("cpu_gemm", model::to_string(policy.cpu_gemm))
-      .add("fused_cuda_kernels", policy.fused_cuda_kernels)
-      .add("threads", policy.threads);
   JsonObject meta;
   meta.add("format", kFormat)
       .add("step", state.step)
       .add("data_cursor", state.data_cursor)
       .add("experts", expert_domains(config))
-      .add("tokenizer", config.tokenizer.model)
-      .add("execution", execution);
+      .add("tokenizer", config.tokenizer.model);
+  // How the process that wrote it ran the model; none for an expert command, which runs none.
+  if (const auto& policy = model::execution_policy(); policy.threads > 0) {
+    JsonObject execution;
+    execution.add("cpu_gemm", model::to_string(policy.cpu_gemm))
+        .add("fused_cuda_kernels", policy.fused_cuda_kernels)
+        .add("threads", policy.threads);
+    meta.add("execution", execution);
+  }
   write_file_atomic((fs::path(checkpoint) / layout::kMeta).string(), meta.str() + "\n");
   write_file_atomic((fs::path(checkpoint) / layout::kConfig).string(), to_yaml(config));
   write_manifest(checkpoint);

@@ -97,6 +97,7 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       rank_, model_->num_params() / 1e6, model_->num_params(false) / 1e6, hosted.size(),
       config_.n_experts(), global_tokens_per_step(), placement_.world_size(),
       device_.is_cpu() ? std::string("; CPU GEMMs: ") + model::to_string(execution.cpu_gemm) : "");
+  spdlog::info("execution: {}", execution.describe());
   if (grad_sync_)
     spdlog::info("all-reduce per step on rank {}: {} B shared, {} B expert ({:.2f} MB)", rank_,
                  grad_sync_->shared_bytes(), grad_sync_->expert_bytes(),

@@ -3,9 +3,9 @@
 // How this process runs the model's maths: which library computes the fp32 GEMMs on a CPU,
 // whether demix's fused CUDA kernels run, and how many intra-op threads. Resolved once from the
 // config (`auto` becomes a library, 0 threads a count) by every command that runs a model
-// (train, eval, generate, bench), logged, and recorded in the checkpoints it writes; the ops read
-// it, nothing else sets it. A test or a benchmark that compares paths scopes its own
-// (ScopedExecutionPolicy).
+// (train, eval, generate, bench), and recorded in the checkpoints it writes (the training log
+// shows it too); the ops read it, nothing else sets it. A test or a benchmark that compares paths
+// scopes its own (ScopedExecutionPolicy).
 
 #include <string>
 
@@ -34,7 +34,7 @@ struct ExecutionPolicy {
 
 // The policy that train.cpu_gemm, train.fused_cuda_kernels and train.threads give on this machine
 // (threads: train.threads, else the cores of this process's affinity mask shared among
-// LOCAL_WORLD_SIZE local ranks, else ATen's default), applied to this process and logged.
+// LOCAL_WORLD_SIZE local ranks, else ATen's default), applied to this process.
 // Throws Error for train.cpu_gemm=openblas where OpenBLAS does not load, or a bad value.
 ExecutionPolicy apply_execution_policy(const TrainConfig& train);
 
