@@ -3,11 +3,13 @@
 usage: tables.py in_domain|novel_domains RESULTS_DIR LABEL=NAME ...
        tables.py dapt|removal RESULTS_DIR DOMAIN ...
        tables.py mode RESULTS_DIR NAME ...
+       tables.py budget_sweep RESULTS_DIR NAME ...
   NAME.eval.json: a `demix eval` report (known-domain / dense perplexities per domain);
   NAME/mixture.json: a `demix eval --mixture` report (one column per prior).
   dapt: demix_before/, dense_before.eval.json, demix_DOMAIN/, dense_DOMAIN.eval.json;
   removal: full/, removed_DOMAIN/, leave_one_out_DOMAIN/ (see scripts/experiments/*.sh).
   mode: NAME.eval.json, NAME.config.yaml, NAME.checkpoint (its path); placement_*.metrics.jsonl.
+  budget_sweep: STEPS/NAME.eval.json, STEPS/NAME.metrics.jsonl and, for DEMix, STEPS/NAME_mixture/.
 Writes RESULTS_DIR/table.md, table.json and table.png, and prints the table.
 """
 
@@ -226,10 +228,121 @@ def mode(results, names):
     write_outputs(results, text, data, fig)
 
 
+METHOD_LABELS = {"tiny": "DEMix", "tiny_dense": "DENSE", "tiny_dense_balanced": "DENSE (balanced)"}
+
+
+def validation_losses(path):
+    """(final, lowest) mean validation loss logged during training."""
+    losses = [r["val/loss"] for r in map(json.loads, open(path)) if "val/loss" in r]
+    return losses[-1], min(losses)
+
+
+def crossing(budgets, ratios):
+    """The budget (steps) where ratio - 1 changes sign, log-linear between two budgets."""
+    for (s0, r0), (s1, r1) in zip(zip(budgets, ratios), zip(budgets[1:], ratios[1:])):
+        if (r0 - 1) * (r1 - 1) < 0:
+            t = (1 - r0) / (r1 - r0)
+            return f"~{math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0))):.0f} steps"
+    return "no crossing"
+
+
+def budget_sweep(results, names):
+    """Training domains and novel domains at every budget (a STEPS/ directory of RESULTS_DIR)."""
+    budgets = sorted(int(d) for d in os.listdir(results) if d.isdigit())
+    data, rows_train, rows_novel, rows_val = {}, [], [], []
+    for steps in budgets:
+        at = os.path.join(results, str(steps))
+        train_cols, novel_cols, novel = {}, {}, set()
+        for name in names:
+            label = METHOD_LABELS.get(name, name)
+            plain = eval_report(os.path.join(at, f"{name}.eval.json"))
+            mixed = os.path.join(at, f"{name}_mixture")
+            if os.path.isdir(mixed):
+                variants, roles = mixture_report(mixed)
+                novel |= {d for d, role in roles.items() if role == "novel"}
+                train_cols[f"{label} top-1"] = variants["top1"]
+                train_cols[f"{label} cached"] = variants["cached"]
+                for variant, col in variants.items():
+                    if variant != "top1":
+                        novel_cols[f"{label} {variant}"] = col
+            else:
+                train_cols[label] = novel_cols[label] = plain
+            final, lowest = validation_losses(os.path.join(at, f"{name}.metrics.jsonl"))
+            rows_val.append([steps, label, f"{final:.4f}", f"{lowest:.4f}"])
+        trained = set.intersection(*(set(col) - novel for col in train_cols.values()))
+        mean = lambda col, ds: geomean(col[d] for d in ds)
+        data[steps] = {
+            "tokens": steps * 2048,
+            "train_domains": {c: mean(col, trained) for c, col in train_cols.items()},
+            "novel_domains": {c: mean(col, novel) for c, col in novel_cols.items()},
+            "novel_per_domain": {c: {d: col[d] for d in sorted(novel)}
+                                 for c, col in novel_cols.items()},
+        }
+    train_header = list(data[budgets[0]]["train_domains"])
+    novel_header = list(data[budgets[0]]["novel_domains"])
+    tokens = lambda steps: f"{steps} ({steps * 2048 / 1e6:.1f}M)"
+    rows_train = [[tokens(s)] + [data[s]["train_domains"].get(c) for c in train_header]
+                  for s in budgets]
+    rows_novel = [[tokens(s)] + [data[s]["novel_domains"].get(c) for c in novel_header]
+                  for s in budgets]
+    text = markdown("Training domains: geometric mean test perplexity (8 domains)",
+                    ["steps (tokens)"] + train_header, rows_train) + "\n"
+    text += markdown("Novel domains: geometric mean test perplexity (4 domains)",
+                     ["steps (tokens)"] + novel_header, rows_novel) + "\n"
+    text += markdown("Mean validation loss of the training domains during training "
+                     "(final and lowest: final above lowest means overfitting)",
+                     ["steps", "model", "final", "lowest"], rows_val) + "\n"
+    for s in budgets:
+        per = data[s]["novel_per_domain"]
+        domains = sorted(next(iter(per.values())))
+        text += markdown(f"Novel domains at {s} steps: test perplexity", ["method"] + domains,
+                         [[c] + [col[d] for d in domains] for c, col in per.items()]) + "\n"
+    dense = next((c for c in novel_header if c == "DENSE"), None)
+    if dense:  # DEMix / DENSE at each budget, and where the ratio crosses 1 (log-linear between)
+        ratios = []
+        for c in novel_header:
+            if c.startswith("DEMix"):
+                r = [data[s]["novel_domains"][c] / data[s]["novel_domains"][dense] for s in budgets]
+                ratios.append([f"novel, {c}"] + [f"{x:.3f}" for x in r] + [crossing(budgets, r)])
+        for c in train_header:
+            if c.startswith("DEMix"):
+                r = [data[s]["train_domains"][c] / data[s]["train_domains"][dense] for s in budgets]
+                ratios.append([f"training, {c}"] + [f"{x:.3f}" for x in r] + [crossing(budgets, r)])
+        text += markdown("DEMix / DENSE geometric-mean perplexity (below 1: DEMix better)",
+                         ["method"] + [f"{s} steps" for s in budgets] + ["crosses 1 at"],
+                         ratios) + "\n"
+    removal_report = os.path.join(results, "removal.md")  # removal.sh's output, with REMOVE
+    if os.path.exists(removal_report):
+        text += f"Removal at {budgets[-1]} steps, from {open(removal_report).read()}"
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    x = [data[s]["tokens"] / 1e6 for s in budgets]
+    for ax, key, title in ((axes[0], "novel_domains", "novel domains"),
+                           (axes[1], "train_domains", "training domains")):
+        for c in data[budgets[0]][key]:
+            ax.plot(x, [data[s][key][c] for s in budgets], marker="o", label=c)
+        ax.set_title(f"{title}: geometric mean test perplexity")
+    for c in novel_header:
+        if dense and c.startswith("DEMix"):
+            axes[2].plot(x, [data[s]["novel_domains"][c] / data[s]["novel_domains"][dense]
+                             for s in budgets], marker="o", label=f"novel, {c}")
+    for c in train_header:
+        if "DENSE" in train_header and c.startswith("DEMix"):
+            axes[2].plot(x, [data[s]["train_domains"][c] / data[s]["train_domains"]["DENSE"]
+                             for s in budgets], marker="s", linestyle="--", label=f"train, {c}")
+    axes[2].axhline(1.0, color="grey", linewidth=0.8)
+    axes[2].set_title("DEMix / DENSE perplexity (below 1: DEMix better)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("training tokens (M)")
+        ax.legend(fontsize=6)
+    write_outputs(results, text, data, fig)
+
+
 def main():
     experiment, results, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
-    if experiment in ("dapt", "removal", "mode"):
-        return {"dapt": dapt, "removal": removal, "mode": mode}[experiment](results, specs)
+    if experiment in ("dapt", "removal", "mode", "budget_sweep"):
+        return {"dapt": dapt, "removal": removal, "mode": mode,
+                "budget_sweep": budget_sweep}[experiment](results, specs)
     table = {}
     for spec in specs:
         label, name = spec.split("=", 1)
