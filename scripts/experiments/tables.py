@@ -255,6 +255,8 @@ def budget_sweep(results, names):
         train_cols, novel_cols, novel = {}, {}, set()
         for name in names:
             label = METHOD_LABELS.get(name, name)
+            if not os.path.exists(os.path.join(at, f"{name}.eval.json")):
+                continue  # not trained at this budget: '-' in the tables
             plain = eval_report(os.path.join(at, f"{name}.eval.json"))
             mixed = os.path.join(at, f"{name}_mixture")
             if os.path.isdir(mixed):
@@ -319,7 +321,9 @@ def budget_sweep(results, names):
     for ax, key, title in ((axes[0], "novel_domains", "novel domains"),
                            (axes[1], "train_domains", "training domains")):
         for c in data[budgets[0]][key]:
-            ax.plot(x, [data[s][key][c] for s in budgets], marker="o", label=c)
+            at = [i for i, s in enumerate(budgets) if c in data[s][key]]
+            ax.plot([x[i] for i in at], [data[budgets[i]][key][c] for i in at], marker="o",
+                    label=c)
         ax.set_title(f"{title}: geometric mean test perplexity")
     for c in novel_header:
         if dense and c.startswith("DEMix"):
@@ -333,6 +337,8 @@ def budget_sweep(results, names):
     axes[2].set_title("DEMix / DENSE perplexity (below 1: DEMix better)")
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:.1f}" for v in x])
+        ax.minorticks_off()
         ax.set_xlabel("training tokens (M)")
         ax.legend(fontsize=6)
     write_outputs(results, text, data, fig)
