@@ -38,9 +38,9 @@ endforeach()
 # Multi-process launches (Gloo): demix launch, torchrun, a rank that dies or hangs mid-run, and
 # SIGKILLs of a whole run followed by resumes.
 foreach(mode launch torchrun dead_rank hung_rank signals kill_resume)
-  add_test(NAME dist.${mode} COMMAND bash tests/dist/launch_test.sh ${mode}
+  add_test(NAME parallel.${mode} COMMAND bash tests/parallel/launch_test.sh ${mode}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(dist.${mode} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 400 RUN_SERIAL ON
+  set_tests_properties(parallel.${mode} PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 400 RUN_SERIAL ON
                        ENVIRONMENT DEMIX_BIN=$<TARGET_FILE:demix>)
 endforeach()
 
@@ -105,3 +105,9 @@ add_test(NAME docs.tour COMMAND ${DEMIX_PYTHON} tests/docs/check_docs.py tour
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(docs.tour PROPERTIES FIXTURES_REQUIRED corpus TIMEOUT 1800 RUN_SERIAL ON
                      ENVIRONMENT DEMIX_BIN=$<TARGET_FILE:demix>)
+
+# The folders' layering: includes against the graph CMakeLists.txt declares, and its drawing in
+# docs/architecture.md.
+add_test(NAME architecture.layers
+         COMMAND ${DEMIX_PYTHON} tests/architecture/check_layers.py ${CMAKE_BINARY_DIR}/layers.json
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})

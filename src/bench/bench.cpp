@@ -24,7 +24,7 @@
 #include "demix/core/safetensors.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
-#include "demix/model/execution_policy.h"
+#include "demix/ops/execution_policy.h"
 #include "demix/train/trainer.h"
 
 namespace demix::bench {
@@ -167,14 +167,14 @@ std::string profile_steps(train::Trainer& trainer, int64_t steps, const std::str
 }  // namespace
 
 double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n,
-                        model::CpuGemm library) {
+                        ops::CpuGemm library) {
   const auto options = at::TensorOptions().dtype(dtype).device(resolve_device(device));
   const auto a = at::randn({n, n}, options), b = at::randn({n, n}, options);
   auto c = at::empty({n, n}, options);
-  auto policy = model::execution_policy();
+  auto policy = ops::execution_policy();
   policy.cpu_gemm = library;
-  const model::ScopedExecutionPolicy use(policy);
-  const double seconds = median_seconds(1, 5, device, [&] { model::gemm_out(c, a, b); });
+  const ops::ScopedExecutionPolicy use(policy);
+  const double seconds = median_seconds(1, 5, device, [&] { ops::gemm_out(c, a, b); });
   return 2.0 * double(n) * double(n) * double(n) / seconds;
 }
 
@@ -191,7 +191,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   config.train.eval_every = 0;
   config.train.checkpoint_every = 0;
   fs::remove_all(config.train.out_dir);
-  const auto cpu_gemm = model::apply_execution_policy(config.train).cpu_gemm;
+  const auto cpu_gemm = ops::apply_execution_policy(config.train).cpu_gemm;
   const int threads = at::get_num_threads();
 
   // MFU against the peak of the dtype the matmuls run in, measured before and after the training
@@ -202,10 +202,10 @@ std::string run_bench(Config config, const BenchOptions& options) {
   const auto gemm_dtype = bf16 ? at::kBFloat16 : at::kFloat;
   // A GPU needs a larger product than a CPU to reach its peak.
   const int64_t gemm_n = compute_device.is_cuda() ? 8192 : 2048;
-  std::map<model::CpuGemm, double> peaks;  // per library
-  std::vector<model::CpuGemm> libraries = {model::CpuGemm::kAten};
-  if (compute_device.is_cpu() && !bf16 && model::openblas_available())
-    libraries.push_back(model::CpuGemm::kOpenBlas);
+  std::map<ops::CpuGemm, double> peaks;  // per library
+  std::vector<ops::CpuGemm> libraries = {ops::CpuGemm::kAten};
+  if (compute_device.is_cpu() && !bf16 && ops::openblas_available())
+    libraries.push_back(ops::CpuGemm::kOpenBlas);
   auto measure_peaks = [&] {
     spdlog::info("bench: measuring the {} GEMM peak", bf16 ? "bf16" : "fp32");
     for (const auto library : libraries)
@@ -324,7 +324,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
       .add("precision", config.train.precision)
       .add("fused_cuda_kernels", config.train.fused_cuda_kernels)
       .add("gemm_flops_per_s", peak)
-      .add("cpu_gemm", model::to_string(cpu_gemm))
+      .add("cpu_gemm", ops::to_string(cpu_gemm))
       .add("parameters", int64_t(model.num_params()))
       .add("active_parameters", active)
       .add("flops_per_token", flops_per_token)
@@ -366,14 +366,14 @@ std::string run_bench(Config config, const BenchOptions& options) {
     table += "| " + name + " | " + fmt("%.0f", rate) + " |\n";
   std::string per_library;
   for (const auto& [library, flops] : peaks) {
-    report.add(std::string(model::to_string(library)) + "_gemm_flops_per_s", flops);
+    report.add(std::string(ops::to_string(library)) + "_gemm_flops_per_s", flops);
     if (peaks.size() > 1)
-      per_library += std::string(per_library.empty() ? ": " : ", ") + model::to_string(library) +
+      per_library += std::string(per_library.empty() ? ": " : ", ") + ops::to_string(library) +
                      " " + fmt("%.1f", flops / 1e9);
   }
   table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s " + config.train.precision + " GEMM peak (" +
            std::to_string(gemm_n) + "^3, measured" + per_library + ") on " + device +
-           (compute_device.is_cpu() ? std::string(", ours through ") + model::to_string(cpu_gemm)
+           (compute_device.is_cpu() ? std::string(", ours through ") + ops::to_string(cpu_gemm)
                                     : std::string()) +
            ", " + std::to_string(threads) + " threads; " + fmt("%.2f", active / 1e6) +
            "M active parameters, " + fmt("%.1f", flops_per_token / 1e6) +

@@ -3,9 +3,9 @@
 
 #include <iostream>
 
-#include "demix/adapt/dapt.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
+#include "demix/recipes/dapt.h"
 #include "demix/train/stop_signal.h"
 #include "demix/train/trainer.h"
 #include "options.h"
@@ -18,7 +18,7 @@ void add_adapt_command(CLI::App& app) {
       "adapt", "adapt a checkpoint to a new domain (DEMix-DAPT: a new expert; Dense-DAPT)");
   options->add_to(*command);
   command->callback([options] {
-    const auto run = adapt::prepare_adaptation(options->load());
+    const auto run = recipes::prepare_adaptation(options->load());
     train::Trainer trainer(run);
     if (const int stopped_by = trainer.run()) train::exit_by_signal(stopped_by);
     // Every old and new domain: with the cached prior (and known-domain top-1) for DEMix,

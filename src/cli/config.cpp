@@ -6,8 +6,8 @@
 #include <iostream>
 
 #include "demix/core/error.h"
-#include "demix/dist/placement.h"
 #include "demix/model/gpt.h"
+#include "demix/parallel/placement.h"
 #include "options.h"
 
 namespace demix::cli {
@@ -20,7 +20,7 @@ void print_communication(const Config& config, int world) {
   if (E > 0) gpt.local_experts = {0};
   const model::Gpt model(gpt);
   const int64_t shared = model->num_params(false), per_expert = model->num_params() - shared;
-  const dist::Placement placement(world, int(E));
+  const parallel::Placement placement(world, int(E));
   const int64_t group = E > 0 ? int64_t(placement.ranks_of(0).size()) : world;
   const int64_t hosted = E > 0 ? int64_t(placement.experts_on(0).size()) : 0;
   const int64_t total = shared + E * per_expert;

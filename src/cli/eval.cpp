@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "demix/checkpoint/checkpoint.h"
+#include "demix/checkpoint/layout.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/data/corpus.h"
@@ -14,9 +16,7 @@
 #include "demix/eval/mixture.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
-#include "demix/model/execution_policy.h"
-#include "demix/train/checkpoint.h"
-#include "demix/train/checkpoint_layout.h"
+#include "demix/ops/execution_policy.h"
 #include "options.h"
 
 namespace demix::cli {
@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 struct EvalModel {
   std::string checkpoint;
   Config config;  // the checkpoint's own config with eval-time overrides on top
-  std::unique_ptr<dist::ProcessGroups> groups;  // under a launch: each rank holds its experts
+  std::unique_ptr<parallel::ProcessGroups> groups;  // under a launch: each rank holds its experts
   model::Gpt model{nullptr};
   std::vector<std::string> experts() const { return config.data.domains; }
   eval::ExpertScorer scorer() { return eval::ExpertScorer(*model, groups.get()); }
@@ -35,9 +35,9 @@ struct EvalModel {
 
 EvalModel load_eval_model(const std::string& path, const std::vector<std::string>& overrides) {
   EvalModel m;
-  m.checkpoint = train::resolve_checkpoint(path);
-  m.config = with_overrides(train::checkpoint_config(m.checkpoint), overrides);
-  model::apply_execution_policy(m.config.train);
+  m.checkpoint = checkpoint::resolve_checkpoint(path);
+  m.config = with_overrides(checkpoint::checkpoint_config(m.checkpoint), overrides);
+  ops::apply_execution_policy(m.config.train);
   m.groups = join_process_groups(m.config);
   auto gpt = model::GptConfig::from(m.config);
   if (m.groups && gpt.n_experts > 0) {
@@ -45,7 +45,7 @@ EvalModel load_eval_model(const std::string& path, const std::vector<std::string
     gpt.local_experts.assign(hosted.begin(), hosted.end());
   }
   m.model = model::Gpt(gpt);
-  train::load_model(m.checkpoint, *m.model, m.config);
+  checkpoint::load_model(m.checkpoint, *m.model, m.config);
   m.model->to(resolve_device(m.config.train.device));
   return m;
 }
@@ -206,7 +206,7 @@ void write_token_logprobs(EvalModel& m, const std::string& text, const std::stri
 
 // Reports go next to what was named: the run directory for a run, else the checkpoint.
 std::string report_dir(const std::string& argument, const EvalModel& m) {
-  return fs::exists(fs::path(argument) / layout::kMeta) ? m.checkpoint : argument;
+  return fs::exists(fs::path(argument) / checkpoint::layout::kMeta) ? m.checkpoint : argument;
 }
 
 // Mixes each text, starting from `prior`, and prints its score.

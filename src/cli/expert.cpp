@@ -2,9 +2,9 @@
 
 #include <cstdio>
 
-#include "demix/adapt/expert_ops.h"
+#include "demix/checkpoint/checkpoint.h"
+#include "demix/checkpoint/expert_ops.h"
 #include "demix/eval/mixture.h"
-#include "demix/train/checkpoint.h"
 #include "options.h"
 
 namespace demix::cli {
@@ -22,7 +22,7 @@ void add_expert_command(CLI::App& app) {
   list->add_option("checkpoint", args->checkpoint, "checkpoint or run directory")->required();
   list->callback([args] {
     std::printf("| domain | parameters | bytes | steps |\n|---|---:|---:|---:|\n");
-    for (const auto& e : adapt::list_experts(args->checkpoint))
+    for (const auto& e : checkpoint::list_experts(args->checkpoint))
       std::printf("| %s | %lld | %lld | %lld |\n", e.domain.c_str(),
                   static_cast<long long>(e.parameters), static_cast<long long>(e.bytes),
                   static_cast<long long>(e.steps));
@@ -33,7 +33,7 @@ void add_expert_command(CLI::App& app) {
   remove->add_option("--domain", args->domain, "the expert to remove")->required();
   remove->add_option("--out", args->out, "the new checkpoint directory")->required();
   remove->callback([args] {
-    adapt::remove_expert(args->checkpoint, args->domain, args->out);
+    checkpoint::remove_expert(args->checkpoint, args->domain, args->out);
     std::printf("wrote %s without expert %s\n", args->out.c_str(), args->domain.c_str());
   });
 
@@ -43,7 +43,7 @@ void add_expert_command(CLI::App& app) {
   add->add_option("--domain", args->domain, "the expert to add")->required();
   add->add_option("--out", args->out, "the new checkpoint directory")->required();
   add->callback([args] {
-    adapt::add_expert(args->checkpoint, args->from, args->domain, args->out);
+    checkpoint::add_expert(args->checkpoint, args->from, args->domain, args->out);
     std::printf("wrote %s with expert %s from %s\n", args->out.c_str(), args->domain.c_str(),
                 args->from.c_str());
   });
@@ -62,7 +62,8 @@ void add_expert_command(CLI::App& app) {
   merge->callback([args] {
     std::vector<double> weights(args->domains.size(), 1.0);
     if (!args->weights.empty()) {
-      const auto config = train::checkpoint_config(train::resolve_checkpoint(args->checkpoint));
+      const auto config =
+          checkpoint::checkpoint_config(checkpoint::resolve_checkpoint(args->checkpoint));
       const auto prior = eval::read_prior(args->weights, config.data.domains);
       for (size_t i = 0; i < args->domains.size(); ++i) {
         const auto& all = config.data.domains;
@@ -70,7 +71,7 @@ void add_expert_command(CLI::App& app) {
         weights[i] = it == all.end() ? 0.0 : prior.probs()[size_t(it - all.begin())];
       }
     }
-    adapt::merge_experts(args->checkpoint, args->domains, weights, args->as, args->out);
+    checkpoint::merge_experts(args->checkpoint, args->domains, weights, args->as, args->out);
     std::printf("wrote %s with expert %s merged from %zu experts\n", args->out.c_str(),
                 args->as.c_str(), args->domains.size());
   });

@@ -4,13 +4,13 @@
 #include <cmath>
 #include <cstdio>
 
+#include "demix/checkpoint/checkpoint.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/data/tokenizer.h"
 #include "demix/eval/mixture.h"
 #include "demix/generate/generator.h"
-#include "demix/model/execution_policy.h"
-#include "demix/train/checkpoint.h"
+#include "demix/ops/execution_policy.h"
 #include "options.h"
 
 namespace demix::cli {
@@ -55,9 +55,9 @@ void add_generate_command(CLI::App& app) {
       throw Error("--top-p " + std::to_string(s.top_p) + ": expected in (0, 1]");
     if (args->max_tokens < 0)
       throw Error("--max-tokens " + std::to_string(args->max_tokens) + ": expected >= 0");
-    const auto checkpoint = train::resolve_checkpoint(args->checkpoint);
-    const auto config = with_overrides(train::checkpoint_config(checkpoint), args->overrides);
-    model::apply_execution_policy(config.train);
+    const auto checkpoint = checkpoint::resolve_checkpoint(args->checkpoint);
+    const auto config = with_overrides(checkpoint::checkpoint_config(checkpoint), args->overrides);
+    ops::apply_execution_policy(config.train);
     const auto& domains = config.data.domains;
     const bool has_experts = config.n_experts() > 0;
 
@@ -86,7 +86,7 @@ void add_generate_command(CLI::App& app) {
 
     const data::Tokenizer tokenizer(config.tokenizer.model);
     model::Gpt gpt(model::GptConfig::from(config));
-    train::load_model(checkpoint, *gpt, config);
+    checkpoint::load_model(checkpoint, *gpt, config);
     gpt->to(resolve_device(config.train.device));
     const auto ids = tokenizer.encode(args->prompt);
     generate::Sampler sampler(args->sampling);

@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "demix/dist/launcher.h"
+#include "demix/parallel/launcher.h"
 #include "options.h"
 
 namespace demix::cli {
@@ -17,7 +17,7 @@ void add_launch_command(CLI::App& app) {
   command->add_option("--port", *port, "MASTER_PORT (default: a free port)");
   command->add_option("args", *args, "the command after --, e.g. -- train --config X")->required();
   command->callback([n_procs, port, args] {
-    const int code = dist::launch_local(*n_procs, *args, *port);
+    const int code = parallel::launch_local(*n_procs, *args, *port);
     if (code != 0) std::exit(code);
   });
 }

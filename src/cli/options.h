@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "demix/core/config.h"
-#include "demix/dist/process_groups.h"
+#include "demix/parallel/process_groups.h"
 
 namespace demix::cli {
 
@@ -29,9 +29,9 @@ struct ConfigOptions {
 
 // The process groups of a torchrun / demix launch (nullptr when WORLD_SIZE is 1). Sets a
 // rank-tagged log pattern, quiets ranks other than 0, and binds "cuda" to cuda:LOCAL_RANK.
-std::unique_ptr<dist::ProcessGroups> join_process_groups(Config& config);
+std::unique_ptr<parallel::ProcessGroups> join_process_groups(Config& config);
 // The launch itself (std::nullopt when WORLD_SIZE is 1), for commands that build their own groups.
-std::optional<dist::Launch> join_launch(Config& config);
+std::optional<parallel::Launch> join_launch(Config& config);
 
 void add_data_commands(CLI::App& app);     // tokenizer, data
 void add_train_command(CLI::App& app);     // train

@@ -1,6 +1,7 @@
 // `demix train`: train a DEMix or dense model from a config, in one process or as one rank of a
 // torchrun-style launch (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the environment).
 
+#include "demix/recipes/mode_stage1.h"
 #include "demix/train/stop_signal.h"
 #include "demix/train/trainer.h"
 #include "options.h"
@@ -19,7 +20,7 @@ void add_train_command(CLI::App& app) {
     auto config = options->load();
     if (config.is_mode() && config.mode.stage == 1) {  // one run per domain
       const auto launch = join_launch(config);
-      return train::run_mode_stage1(config, *resume, launch ? &*launch : nullptr);
+      return recipes::run_mode_stage1(config, *resume, launch ? &*launch : nullptr);
     }
     const auto groups = join_process_groups(config);
     train::Trainer trainer(config, *resume, groups.get());

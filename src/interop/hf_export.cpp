@@ -3,7 +3,8 @@
 #include <filesystem>
 #include <map>
 
-#include "demix/adapt/expert_ops.h"
+#include "demix/checkpoint/checkpoint.h"
+#include "demix/checkpoint/expert_ops.h"
 #include "demix/core/config.h"
 #include "demix/core/error.h"
 #include "demix/core/json.h"
@@ -11,7 +12,6 @@
 #include "demix/data/tokenizer.h"
 #include "demix/eval/mixture.h"
 #include "demix/model/gpt.h"
-#include "demix/train/checkpoint.h"
 
 namespace demix::interop {
 namespace {
@@ -54,7 +54,7 @@ std::vector<double> expert_weights(const Config& config, const HfExportOptions& 
                 "prior.json");
   if (!options.merge_prior.empty()) return eval::read_prior(options.merge_prior, domains).probs();
   std::vector<double> weights(size_t(E), 0.0);
-  weights[size_t(adapt::expert_index(config, checkpoint, options.domain))] = 1.0;
+  weights[size_t(checkpoint::expert_index(config, checkpoint, options.domain))] = 1.0;
   return weights;
 }
 
@@ -108,8 +108,8 @@ std::string tokenizer_config(const data::Tokenizer& tokenizer, int64_t max_lengt
 }  // namespace
 
 void export_hf(const std::string& path, const HfExportOptions& options, const std::string& out) {
-  const auto checkpoint = train::resolve_checkpoint(path);
-  const auto config = train::checkpoint_config(checkpoint);
+  const auto checkpoint = checkpoint::resolve_checkpoint(path);
+  const auto config = checkpoint::checkpoint_config(checkpoint);
   if (config.model.domain_token)
     throw Error(checkpoint +
                 ": a +DOMAIN-TOKEN model prepends a learned domain token, which "
@@ -123,7 +123,7 @@ void export_hf(const std::string& path, const HfExportOptions& options, const st
 
   const auto gpt_config = model::GptConfig::from(config);
   model::Gpt gpt(gpt_config);
-  train::load_model(checkpoint, *gpt);
+  checkpoint::load_model(checkpoint, *gpt);
 
   TensorDict tensors;
   torch::NoGradGuard no_grad;
@@ -146,7 +146,7 @@ void export_hf(const std::string& path, const HfExportOptions& options, const st
     save_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
     write_file_atomic((tmp / "config.json").string(),
                       gpt2_config(gpt_config, tokenizer, checkpoint, options,
-                                  train::checkpoint_state(checkpoint).step));
+                                  checkpoint::checkpoint_state(checkpoint).step));
     fs::copy_file(config.tokenizer.model, tmp / "tokenizer.model");
     write_file_atomic((tmp / "tokenizer_config.json").string(),
                       tokenizer_config(tokenizer, gpt_config.block_size));

@@ -1,6 +1,6 @@
 #include "demix/model/block.h"
 
-#include "demix/model/layer_norm.h"
+#include "demix/ops/layer_norm.h"
 
 namespace demix::model {
 
@@ -17,15 +17,9 @@ BlockImpl::BlockImpl(const GptConfig& c, bool demix)
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const Routing& routing, LayerKv* kv,
                                  int64_t past, int64_t capacity) {
-  return forward(ResidualStream{x, std::nullopt}, routing, kv, past, capacity).sum();
-}
-
-ResidualStream BlockImpl::forward(const ResidualStream& stream, const Routing& routing, LayerKv* kv,
-                                  int64_t past, int64_t capacity) {
-  const auto [x, normed_1] = add_layer_norm(ln_1, stream.x, stream.pending);
-  const auto attn_out = attn->forward(normed_1, kv, past, capacity);
-  const auto [h, normed_2] = add_layer_norm(ln_2, x, attn_out);  // h = x + attn_out
-  return {h, demix_ff ? demix_ff->forward(normed_2, routing) : dense_ff->forward(normed_2)};
+  const auto attn_out = attn->forward(ops::layer_norm(ln_1, x), kv, past, capacity);
+  const auto [h, normed] = ops::add_layer_norm(ln_2, x, attn_out);  // h = x + attn_out
+  return h + (demix_ff ? demix_ff->forward(normed, routing) : dense_ff->forward(normed));
 }
 
 }  // namespace demix::model

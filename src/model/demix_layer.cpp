@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "demix/model/expert_mlps.h"
+#include "demix/ops/expert_mlps.h"
 
 namespace demix::model {
 
@@ -25,9 +25,15 @@ MlpImpl& DemixLayerImpl::expert(int64_t id) {
 }
 
 torch::Tensor DemixLayerImpl::forward(const torch::Tensor& x, const Routing& routing) {
-  std::vector<MlpImpl*> experts;
-  for (const auto& g : routing.groups()) experts.push_back(&expert(g.expert));
-  const auto dtype = expert_mlps_dtype(x, experts);
+  // The experts as one node where they are plain MLPs (LoRA adapters run as modules).
+  std::vector<ops::ExpertWeights> experts;
+  bool plain = true;
+  for (const auto& g : routing.groups()) {
+    const auto& e = expert(g.expert);
+    plain = plain && !e.fc1_lora && !e.fc2_lora;
+    experts.push_back({e.fc1->weight, e.fc1->bias, e.fc2->weight, e.fc2->bias});
+  }
+  const auto dtype = plain ? ops::expert_mlps_dtype(x, experts) : std::nullopt;
   if (!dtype)
     return routing.by_expert(
         x, [&](int64_t e, const torch::Tensor& rows, int64_t) { return expert(e).forward(rows); });
@@ -35,7 +41,7 @@ torch::Tensor DemixLayerImpl::forward(const torch::Tensor& x, const Routing& rou
   std::vector<int64_t> rows;
   for (const auto& g : routing.groups()) rows.push_back(g.rows * tokens_per_row);
   const auto flat = routing.to_expert_order(x).reshape({-1, x.size(-1)});
-  return routing.from_expert_order(expert_mlps(flat, rows, experts, *dtype).view(x.sizes()));
+  return routing.from_expert_order(ops::expert_mlps(flat, rows, experts, *dtype).view(x.sizes()));
 }
 
 }  // namespace demix::model

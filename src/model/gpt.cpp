@@ -9,9 +9,9 @@
 #include "demix/core/hash.h"
 #include "demix/core/memory_budget.h"
 #include "demix/model/demix_block.h"
-#include "demix/model/layer_norm.h"
-#include "demix/model/linear_map.h"
-#include "demix/model/target_logprobs.h"
+#include "demix/ops/layer_norm.h"
+#include "demix/ops/linear_map.h"
+#include "demix/ops/target_logprobs.h"
 
 namespace demix::model {
 
@@ -142,12 +142,12 @@ torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routin
   if (cache && cache->layers.empty())
     cache->layers.resize(size_t(c.n_layer + c.mode_blocks * per_block));
   if (!mode) {
-    x = layers(0, c.n_layer, {x, std::nullopt}, routing, cache).sum();
+    x = layers(0, c.n_layer, x, routing, cache);
   } else {
     const int64_t span = c.n_layer / c.mode_blocks;
     for (int64_t b = 0; b < c.mode_blocks; ++b) {
       const auto backbone = [&](const torch::Tensor& input) {
-        return layers(b * span, (b + 1) * span, {input, std::nullopt}, routing, cache).sum();
+        return layers(b * span, (b + 1) * span, input, routing, cache);
       };
       LayerKv* kv = cache ? &cache->layers[size_t(c.n_layer + b * per_block)] : nullptr;
       x = mode[size_t(b)]->as<ModeBlock>()->forward(x, backbone, exchange_, kv, past,
@@ -155,23 +155,22 @@ torch::Tensor GptImpl::hidden(const torch::Tensor& tokens, const Routing& routin
     }
   }
   if (cache) cache->length += x.size(1);
-  x = layer_norm(ln_f, x);
+  x = ops::layer_norm(ln_f, x);
   return prepend ? x.narrow(1, 1, T) : x;  // the domain token predicts nothing
 }
 
-ResidualStream GptImpl::layers(int64_t begin, int64_t end, ResidualStream stream,
-                               const Routing& routing, KvCache* cache) {
+torch::Tensor GptImpl::layers(int64_t begin, int64_t end, torch::Tensor x, const Routing& routing,
+                              KvCache* cache) {
   const int64_t past = cache ? cache->length : 0, capacity = cache ? cache->capacity : 0;
   for (int64_t i = begin; i < end; ++i) {
     LayerKv* kv = cache ? &cache->layers[size_t(i)] : nullptr;
     const auto module = blocks[size_t(i)];
     if (auto* block = module->as<Block>())
-      stream = block->forward(stream, routing, kv, past, capacity);
+      x = block->forward(x, routing, kv, past, capacity);
     else
-      stream = {module->as<DemixBlock>()->forward(stream.sum(), routing, kv, past, capacity),
-                std::nullopt};
+      x = module->as<DemixBlock>()->forward(x, routing, kv, past, capacity);
   }
-  return stream;
+  return x;
 }
 
 void GptImpl::set_active_experts(const std::vector<int64_t>& experts) {
@@ -180,12 +179,12 @@ void GptImpl::set_active_experts(const std::vector<int64_t>& experts) {
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens, const Routing& routing) {
-  return linear_map(hidden(tokens, routing, nullptr), wte->weight);  // tied: (B, T, V)
+  return ops::linear_map(hidden(tokens, routing, nullptr), wte->weight);  // tied: (B, T, V)
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens, const Routing& routing,
                                KvCache& cache) {
-  return linear_map(hidden(tokens, routing, &cache), wte->weight);
+  return ops::linear_map(hidden(tokens, routing, &cache), wte->weight);
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets,
@@ -199,14 +198,14 @@ torch::Tensor GptImpl::token_logprobs(const torch::Tensor& tokens, const torch::
   if (!at::GradMode::is_enabled()) {  // evaluation: the head in chunks of ~32 MB of logits
     const auto h = hidden(tokens, routing, nullptr);
     const int64_t rows = std::max<int64_t>(1, (int64_t(1) << 23) / wte->weight.size(0));
-    auto out = head_target_logprobs(h.view({-1, h.size(-1)}), wte->weight, targets.reshape({-1}),
-                                    rows, hits);
+    auto out = ops::head_target_logprobs(h.view({-1, h.size(-1)}), wte->weight,
+                                         targets.reshape({-1}), rows, hits);
     if (hits) *hits = hits->view(targets.sizes());
     return out.view(targets.sizes());
   }
   auto logits = forward(tokens, routing);  // bf16 under autocast: target_logprobs widens
   if (hits) *hits = logits.argmax(-1).eq(targets);
-  return target_logprobs(logits.view({-1, logits.size(-1)}), targets.reshape({-1}))
+  return ops::target_logprobs(logits.view({-1, logits.size(-1)}), targets.reshape({-1}))
       .view(targets.sizes());
 }
 

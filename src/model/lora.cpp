@@ -1,6 +1,6 @@
 #include "demix/model/lora.h"
 
-#include "demix/model/linear_map.h"
+#include "demix/ops/linear_map.h"
 
 namespace demix::model {
 
@@ -14,7 +14,7 @@ torch::Tensor LoraImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor linear(const torch::nn::Linear& layer, Lora& lora, const torch::Tensor& x) {
-  auto y = linear_map(x, layer->weight, layer->bias);
+  auto y = ops::linear_map(x, layer->weight, layer->bias);
   return lora ? y + lora->forward(x) : y;
 }
 

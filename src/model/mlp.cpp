@@ -1,6 +1,6 @@
 #include "demix/model/mlp.h"
 
-#include "demix/model/gelu.h"
+#include "demix/ops/gelu.h"
 
 namespace demix::model {
 
@@ -13,7 +13,7 @@ MlpImpl::MlpImpl(int64_t d_model, int64_t d_ff, int64_t lora_rank, double lora_s
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  const auto h = gelu_tanh(linear(fc1, fc1_lora, x));
+  const auto h = ops::gelu_tanh(linear(fc1, fc1_lora, x));
   return linear(fc2, fc2_lora, h);
 }
 

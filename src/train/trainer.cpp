@@ -6,20 +6,21 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
-#include "demix/adapt/mode_compose.h"
+#include "demix/checkpoint/layout.h"
+#include "demix/checkpoint/mode_compose.h"
 #include "demix/core/autocast.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/core/memory_budget.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
-#include "demix/model/execution_policy.h"
-#include "demix/train/checkpoint_layout.h"
+#include "demix/ops/execution_policy.h"
 #include "demix/train/stop_signal.h"
 
 namespace demix::train {
+
+namespace layout = checkpoint::layout;
 namespace fs = std::filesystem;
 
 namespace {
@@ -28,7 +29,7 @@ std::string find_resume(const Config& config, const std::string& resume) {
   const bool has_run = fs::exists(layout::checkpoints(config.train.out_dir) / layout::kLatest);
   // Every rank checks every file: all of them read the same directory and pick the same one.
   if (resume == "auto") {
-    const auto checkpoint = latest_valid_checkpoint(config.train.out_dir);
+    const auto checkpoint = checkpoint::latest_valid_checkpoint(config.train.out_dir);
     if (checkpoint.empty() && has_run)
       throw Error(config.train.out_dir +
                   ": no checkpoint passes its manifest check (see the "
@@ -38,19 +39,19 @@ std::string find_resume(const Config& config, const std::string& resume) {
   if (resume.empty() && has_run)
     throw Error(config.train.out_dir +
                 ": already holds a run; pass --resume auto to continue it or set train.out_dir");
-  return resume.empty() ? "" : resolve_checkpoint(resume);
+  return resume.empty() ? "" : checkpoint::resolve_checkpoint(resume);
 }
 
 }  // namespace
 
-Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* groups)
+Trainer::Trainer(Config config, const std::string& resume, parallel::ProcessGroups* groups)
     : config_(std::move(config)),
       device_(resolve_device(config_.train.device)),
       groups_(groups),
-      placement_(groups ? groups->placement() : dist::Placement(1, int(config_.n_experts()))),
+      placement_(groups ? groups->placement() : parallel::Placement(1, int(config_.n_experts()))),
       rank_(groups ? groups->rank() : 0),
       schedule_(config_.optim, config_.train.steps) {
-  const auto execution = model::apply_execution_policy(config_.train);
+  const auto execution = ops::apply_execution_policy(config_.train);
   const auto checkpoint = find_resume(config_, resume);
   faults_ = FaultInjection::from_environment(rank_);
 
@@ -68,11 +69,11 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
   uintmax_t checkpoint_bytes = 0;
   for (const auto& [name, t] : optimizer_->state()) checkpoint_bytes += uintmax_t(t.numel()) * 4;
   for (const auto& p : model_->parameters()) checkpoint_bytes += uintmax_t(p.numel()) * 4;
-  check_run_dir(config_.train.out_dir, checkpoint_bytes, rank_);
+  checkpoint::check_run_dir(config_.train.out_dir, checkpoint_bytes, rank_);
   if (!checkpoint.empty()) {
-    load_model(checkpoint, *model_, config_);  // experts by the run's data.domains
-    load_optimizer(checkpoint, *optimizer_, config_);
-    state_ = checkpoint_state(checkpoint);
+    checkpoint::load_model(checkpoint, *model_, config_);  // experts by the run's data.domains
+    checkpoint::load_optimizer(checkpoint, *optimizer_, config_);
+    state_ = checkpoint::checkpoint_state(checkpoint);
     spdlog::info("resumed from {} at step {}", checkpoint, state_.step);
   }
   batcher_->set_cursor(state_.data_cursor);
@@ -96,16 +97,12 @@ Trainer::Trainer(Config config, const std::string& resume, dist::ProcessGroups* 
       "{} train tokens/step over {} ranks{}",
       rank_, model_->num_params() / 1e6, model_->num_params(false) / 1e6, hosted.size(),
       config_.n_experts(), global_tokens_per_step(), placement_.world_size(),
-      device_.is_cpu() ? std::string("; CPU GEMMs: ") + model::to_string(execution.cpu_gemm) : "");
+      device_.is_cpu() ? std::string("; CPU GEMMs: ") + ops::to_string(execution.cpu_gemm) : "");
   spdlog::info("execution: {}", execution.describe());
-  if (grad_sync_)
+  if (const auto* sync = sync_->grad_sync())
     spdlog::info("all-reduce per step on rank {}: {} B shared, {} B expert ({:.2f} MB)", rank_,
-                 grad_sync_->shared_bytes(), grad_sync_->expert_bytes(),
-                 double(grad_sync_->shared_bytes() + grad_sync_->expert_bytes()) / 1e6);
-}
-
-bool Trainer::branch_parallel() const {
-  return groups_ && config_.is_mode() && config_.mode.placement == "branches";
+                 sync->shared_bytes(), sync->expert_bytes(),
+                 double(sync->shared_bytes() + sync->expert_bytes()) / 1e6);
 }
 
 std::vector<int64_t> Trainer::drawn_domains(int rank) const {
@@ -136,12 +133,14 @@ void Trainer::open_data(const std::vector<int>& hosted) {
   int64_t first_row = hosted.empty() ? 0 : placement_.replica_of(rank_, hosted[0]) * k;
   if (config_.n_experts() == 0) {
     first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
-    if (branch_parallel()) first_row = 0;  // MoDE branches: every rank computes the same batch
+    if (branch_parallel(config_, groups_))
+      first_row = 0;  // MoDE branches: every rank computes the same batch
   }
   // Rows of the global micro-batch: each rank's loss is its rows' sum over this count, so the
   // summed gradients are those of the global batch's mean loss however unevenly ranks draw.
   global_rows_ = k * int64_t(drawn.size());
-  if (groups_ && !branch_parallel()) {  // MoDE branches: every rank computes the same batch
+  if (groups_ &&
+      !branch_parallel(config_, groups_)) {  // MoDE branches: every rank computes the same batch
     global_rows_ = 0;
     for (int r = 0; r < placement_.world_size(); ++r)
       global_rows_ += k * int64_t(drawn_domains(r).size());
@@ -190,23 +189,17 @@ void Trainer::build_model(const std::vector<int>& hosted) {
   gpt_config.local_experts = std::vector<int64_t>(hosted.begin(), hosted.end());
   model_ = model::Gpt(gpt_config, config_.train.seed);
   if (!config_.train.init_from.empty()) {
-    const auto init = resolve_checkpoint(config_.train.init_from);
-    if (config_.n_experts() > 0 && checkpoint_config(init).data.domains != config_.data.domains)
+    const auto init = checkpoint::resolve_checkpoint(config_.train.init_from);
+    if (config_.n_experts() > 0 &&
+        checkpoint::checkpoint_config(init).data.domains != config_.data.domains)
       throw Error("train.init_from=" + init + ": its experts (data.domains) differ from the run's");
     // LoRA: the adapters are new, everything else comes from the model they adapt
-    load_model(init, *model_, config_.model.lora_rank > 0 ? model::is_backbone_param : nullptr);
+    checkpoint::load_model(init, *model_,
+                           config_.model.lora_rank > 0 ? model::is_backbone_param : nullptr);
   } else if (config_.is_mode()) {  // (init_from a MoDE checkpoint holds the whole model)
     prepare_mode();
   }
   model_->to(device_);
-  if (branch_parallel()) {
-    if (size_t(placement_.world_size()) != config_.data.domains.size() + 1)
-      throw Error("mode.placement=branches: " + std::to_string(placement_.world_size()) +
-                  " ranks, expected one per branch: " +
-                  std::to_string(config_.data.domains.size() + 1) + " (backbone + experts)");
-    exchange_ = std::make_unique<dist::C10dBranchExchange>(groups_->world(), rank_);
-    model_->set_branch_exchange(exchange_.get());
-  }
   std::vector<std::pair<std::string, at::Tensor>> named;  // the trainable parameters
   for (auto& item : model_->named_parameters()) {
     if (!is_trainable(item.key())) {
@@ -214,15 +207,9 @@ void Trainer::build_model(const std::vector<int>& hosted) {
       continue;
     }
     named.emplace_back(item.key(), item.value());
-    params_.push_back(item.value());
-    if (exchange_)
-      (model::param_role(item.key()).gate() ? gate_params_ : stack_params_).push_back(item.value());
   }
-  optimizer_ = std::make_unique<AdamW>(named, config_.optim);
-  if (groups_ && !exchange_)
-    grad_sync_ = std::make_unique<dist::GradSync>(named, *groups_,
-                                                  config_.dist.bucket_mb * (int64_t(1) << 20),
-                                                  config_.dist.overlap, untrained_experts());
+  optimizer_ = std::make_unique<optim::AdamW>(named, config_.optim);
+  sync_ = make_step_sync(config_, *model_, named, groups_, untrained_experts());
 }
 
 StepResult Trainer::train_step() {
@@ -238,10 +225,7 @@ StepResult Trainer::train_step() {
   for (int64_t micro = 0; micro < config_.train.grad_accum; ++micro) {
     const auto batch = batcher_->next();
     const bool last = micro == config_.train.grad_accum - 1;
-    if (grad_sync_ && last) {
-      groups_->report_progress(state_.step);  // this rank reached the gradient sync
-      grad_sync_->prepare_for_backward();
-    }
+    if (last) sync_->before_last_backward(state_.step);
     if (batch.domains.empty()) continue;  // nothing to train here: join the sync only
     const model::Routing routing(batch.domains, device_);
     const auto inputs = to_device(batch.inputs, device_);
@@ -260,10 +244,7 @@ StepResult Trainer::train_step() {
   result.loss_sum = loss_sum;
   result.rows = rows_seen;
   result.loss = loss_sum.sum() / rows_seen.sum().clamp_min(1);
-  if (grad_sync_) grad_sync_->sync();
-  result.grad_norm = grad_sync_  ? grad_sync_->global_norm()
-                     : exchange_ ? branch_grad_norm()
-                                 : grad_norm(params_);
+  result.grad_norm = sync_->finish();
   // A NaN or inf anywhere makes the global norm non-finite, the same value on every rank: all
   // ranks skip the update together. Counted on the device; checked at log steps.
   const auto nonfinite = result.grad_norm.isfinite().logical_not().to(torch::kFloat);
@@ -271,7 +252,8 @@ StepResult Trainer::train_step() {
   skipped_in_a_row_ = (skipped_in_a_row_ + 1) * nonfinite;
   worst_in_a_row_ = torch::maximum(worst_in_a_row_, skipped_in_a_row_);
   result.lr = schedule_.lr_at(state_.step);
-  optimizer_->step(result.lr, nonfinite, clip_divisor(result.grad_norm, config_.optim.grad_clip));
+  optimizer_->step(result.lr, nonfinite,
+                   optim::clip_divisor(result.grad_norm, config_.optim.grad_clip));
   ++state_.step;
   state_.data_cursor = batcher_->cursor();
   return result;
@@ -286,43 +268,19 @@ data::Batch Trainer::peek_batch() const {
 
 void Trainer::prepare_mode() {
   const auto& mode = config_.mode;
-  if (mode.stage == 2) return adapt::compose_experts(config_, *model_);
-  const auto backbone = resolve_checkpoint(mode.backbone);
-  const auto backbone_config = checkpoint_config(backbone);
+  if (mode.stage == 2) return checkpoint::compose_experts(config_, *model_);
+  const auto backbone = checkpoint::resolve_checkpoint(mode.backbone);
+  const auto backbone_config = checkpoint::checkpoint_config(backbone);
   if (backbone_config.model.ff != "dense" || backbone_config.is_mode() ||
       backbone_config.model.lora_rank > 0)
     throw Error("mode.backbone=" + backbone + ": expected a DENSE model (model.ff=dense)");
-  load_model(backbone, *model_, model::is_backbone_param);
-  if (mode.expert_init == "backbone") adapt::init_experts_from_backbone(*model_);
-}
-
-at::Tensor Trainer::branch_grad_norm() {
-  // Rank j + 1 holds expert j's gradients alone; the gates' are the same on every rank.
-  auto stacks = grad_sum_of_squares(stack_params_);
-  all_reduce_sum(stacks);
-  return (stacks + grad_sum_of_squares(gate_params_)).sqrt();
-}
-
-void Trainer::sync_stacks() {
-  // Expert j's parameters and AdamW state are current on rank j + 1 only.
-  auto tensors = optimizer_->state();
-  for (auto& item : model_->named_parameters()) tensors[item.key()] = item.value();
-  at::NoGradGuard no_grad;
-  for (auto& [name, t] : tensors) {
-    const auto stack = model::param_role(layout::parameter_of_state(name)).stack;
-    if (!stack) continue;
-    c10d::BroadcastOptions options;
-    options.rootRank = int(*stack) + 1;
-    std::vector<at::Tensor> buffer = {t};
-    groups_->world().broadcast(buffer, options)->wait();
-  }
+  checkpoint::load_model(backbone, *model_, model::is_backbone_param);
+  if (mode.expert_init == "backbone") checkpoint::init_experts_from_backbone(*model_);
 }
 
 std::vector<double> Trainer::validate() {
-  if (exchange_) {  // rank 0 validates the whole model alone
-    sync_stacks();
-    model_->set_branch_exchange(nullptr);
-  }
+  sync_->gather_model(*model_, *optimizer_);  // rank 0 validates the whole model alone
+  sync_->exchange(*model_, false);
   model_->eval();
   // Each domain is scored once: by its expert's leader (rank 0 in a dense model).
   auto losses = at::zeros({int64_t(valid_files_.size())}, at::kDouble);
@@ -335,7 +293,7 @@ std::vector<double> Trainer::validate() {
   }
   if (groups_) all_reduce_sum(losses);
   model_->train();
-  model_->set_branch_exchange(exchange_.get());
+  sync_->exchange(*model_, true);
   return std::vector<double>(losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
 }
 
@@ -364,9 +322,9 @@ void Trainer::log_step(const StepResult& r, double seconds, double eta) {
   record.add("train/grad_norm", norm).add("perf/tokens_per_s", tokens_per_s);
   record.add("train/skipped_steps", skipped_total_.item<double>());
   record.add("perf/step_s", seconds);
-  if (grad_sync_) {
-    record.add("perf/comm_exposed_s", grad_sync_->last_sync_seconds());
-    record.add("perf/overlapped_buckets", int64_t(grad_sync_->overlapped_buckets()));
+  if (const auto* sync = sync_->grad_sync()) {
+    record.add("perf/comm_exposed_s", sync->last_sync_seconds());
+    record.add("perf/overlapped_buckets", int64_t(sync->overlapped_buckets()));
   }
   for (size_t d = 0; d < config_.data.domains.size(); ++d)
     record.add("train/domain/" + config_.data.domains[d] + "/loss",
@@ -391,8 +349,8 @@ void Trainer::check_nonfinite() {
 }
 
 std::string Trainer::save_checkpoint(bool with_optimizer) {
-  if (exchange_) sync_stacks();
-  const auto dir = train::save_checkpoint(
+  sync_->gather_model(*model_, *optimizer_);
+  const auto dir = checkpoint::save_checkpoint(
       config_.train.out_dir, *model_, with_optimizer ? optimizer_.get() : nullptr, config_, state_,
       config_.train.keep_checkpoints, groups_, [&] { faults_.during_checkpoint(state_.step); });
   spdlog::info("checkpoint {}", dir);
@@ -483,42 +441,6 @@ int Trainer::run() {
   validate_and_log();
   save_checkpoint();
   return 0;
-}
-
-std::vector<Config> mode_stage1_configs(const Config& config) {
-  std::vector<Config> runs;
-  for (const auto& domain : config.data.domains) {
-    auto run = config;
-    run.data.domains = {domain};
-    run.train.out_dir = (fs::path(config.train.out_dir) / domain).string();
-    runs.push_back(run);
-  }
-  return runs;
-}
-
-void run_mode_stage1(const Config& config, const std::string& resume, const dist::Launch* launch) {
-  if (!resume.empty() && resume != "auto")
-    throw Error("--resume " + resume + ": MoDE stage 1 trains several runs; use --resume auto");
-  const auto runs = mode_stage1_configs(config);
-  const int world = launch ? launch->env.world_size : 1, rank = launch ? launch->env.rank : 0;
-  const dist::Placement spread(world, int(runs.size()));  // runs are placed like experts
-  for (int d : spread.experts_on(rank)) {
-    const auto ranks = spread.ranks_of(d);
-    std::unique_ptr<dist::ProcessGroups> groups;
-    if (ranks.size() > 1) {
-      const auto store = c10::make_intrusive<c10d::PrefixStore>(
-          "stage1/" + config.data.domains[size_t(d)], launch->store);
-      groups = std::make_unique<dist::ProcessGroups>(dist::Placement(int(ranks.size()), 0),
-                                                     spread.replica_of(rank, d), store,
-                                                     launch->backend, launch->timeout);
-    }
-    spdlog::info("MoDE stage 1: training the expert of {} on {} rank(s)",
-                 config.data.domains[size_t(d)], ranks.size());
-    Trainer trainer(runs[size_t(d)], resume, groups.get());
-    const int stopped_by = trainer.run();
-    if (groups) groups->barrier();
-    if (stopped_by) exit_by_signal(stopped_by);
-  }
 }
 
 }  // namespace demix::train

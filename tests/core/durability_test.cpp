@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "demix/checkpoint/checkpoint.h"
 #include "demix/core/error.h"
 #include "demix/core/json.h"
-#include "demix/train/checkpoint.h"
 #include "support/small_config.h"
 
 namespace {
@@ -209,10 +209,10 @@ TEST_F(DurabilityTest, OldCheckpointStaysUntilTheNewOneIsDurable) {
   const auto config = test_support::small_config();
   model::Gpt m(model::GptConfig::from(config), 2);
   const auto run = (dir_ / "run").string();
-  const auto first = train::save_checkpoint(run, *m, nullptr, config, {1, 0}, 1);
+  const auto first = checkpoint::save_checkpoint(run, *m, nullptr, config, {1, 0}, 1);
   calls().fail_fsync = "checkpoints/latest.tmp";
   record();
-  EXPECT_THROW(train::save_checkpoint(run, *m, nullptr, config, {2, 0}, 1), Error);
+  EXPECT_THROW(checkpoint::save_checkpoint(run, *m, nullptr, config, {2, 0}, 1), Error);
   EXPECT_TRUE(fs::exists(first + "/manifest.json"));
   EXPECT_EQ(read(run + "/checkpoints/latest"), "step_00000001\n");
 }

@@ -1,4 +1,4 @@
 // column_sums_cuda.cu built for the CPU emulator.
 #include "emulation.h"
 // The emulator first: it defines the launch and the CUDA keywords the kernels use.
-#include "../../src/model/column_sums_cuda.cu"
+#include "../../src/ops/cuda/column_sums_cuda.cu"

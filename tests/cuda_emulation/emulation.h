@@ -50,11 +50,11 @@ inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 // CUDA's __expf is an approximation (2 ulp + a little); the tests' tolerances allow for it.
 inline float __expf(float x) { return std::exp(x); }
 
-namespace demix::model::cuda::detail {
+namespace demix::ops::cuda::detail {
 
 template <class... Params, class... Args>
 void launch(void (*kernel)(Params...), dim3 blocks, dim3 threads, cudaStream_t, Args&&... args) {
   cuda_emulation::run_grid(blocks, threads, [&] { kernel(args...); });
 }
 
-}  // namespace demix::model::cuda::detail
+}  // namespace demix::ops::cuda::detail

@@ -1,4 +1,4 @@
 // gelu_cuda.cu built for the CPU emulator.
 #include "emulation.h"
 // The emulator first: it defines the launch and the CUDA keywords the kernels use.
-#include "../../src/model/gelu_cuda.cu"
+#include "../../src/ops/cuda/gelu_cuda.cu"

@@ -12,13 +12,13 @@
 #include <optional>
 #include <vector>
 
-#include "demix/model/column_sums_cuda.h"
-#include "demix/model/gelu_cuda.h"
-#include "demix/model/layer_norm_cuda.h"
-#include "demix/model/layer_norm_fused_cuda.h"
-#include "demix/model/target_logprobs_cuda.h"
+#include "demix/ops/cuda/column_sums_cuda.h"
+#include "demix/ops/cuda/gelu_cuda.h"
+#include "demix/ops/cuda/layer_norm_cuda.h"
+#include "demix/ops/cuda/layer_norm_fused_cuda.h"
+#include "demix/ops/cuda/target_logprobs_cuda.h"
 
-namespace demix::model::cuda {
+namespace demix::ops::cuda {
 namespace {
 
 struct Shape {
@@ -287,4 +287,4 @@ TEST(EmulatedTargetLogprobs, InfiniteAndOutOfRangeRowsFollowLogSoftmax) {
 }
 
 }  // namespace
-}  // namespace demix::model::cuda
+}  // namespace demix::ops::cuda

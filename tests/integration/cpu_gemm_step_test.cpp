@@ -23,13 +23,13 @@ TEST(CpuGemmStepTest, OpenBlasStepEqualsTheAtenStep) {
   train::Trainer aten(test_support::tiny_step_config("cpu", "fp32", "_aten")),
       openblas(test_support::tiny_step_config("cpu", "fp32", "_openblas"));
   // Set per step: each trainer set the process-wide library from its config when built.
-  const auto step = [](train::Trainer& trainer, model::CpuGemm library) {
+  const auto step = [](train::Trainer& trainer, ops::CpuGemm library) {
     const CpuGemmLibrary use(library);
     return trainer.train_step();
   };
   for (int i = 0; i < 2; ++i) {
-    const auto want = step(aten, model::CpuGemm::kAten);
-    const auto got = step(openblas, model::CpuGemm::kOpenBlas);
+    const auto want = step(aten, ops::CpuGemm::kAten);
+    const auto got = step(openblas, ops::CpuGemm::kOpenBlas);
     // The second step starts from weights one AdamW update apart by rounding only.
     EXPECT_LT(relative_norm_difference(got.loss, want.loss), i == 0 ? 1e-5 : 1e-4) << i;
     EXPECT_LT(relative_norm_difference(got.grad_norm, want.grad_norm), 1e-4) << i;

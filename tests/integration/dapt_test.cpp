@@ -1,7 +1,7 @@
 // Adaptation on the bundled corpus: a small DEMix model trained for a few steps, then
 // DEMix-DAPT on a novel domain.
 
-#include "demix/adapt/dapt.h"
+#include "demix/recipes/dapt.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -32,9 +32,9 @@ using ExpertParams = std::map<std::pair<int64_t, std::string>, at::Tensor>;
 
 // Every expert parameter of a checkpoint, by (expert, name without the expert's index).
 ExpertParams expert_params(const std::string& checkpoint) {
-  const auto config = train::checkpoint_config(train::resolve_checkpoint(checkpoint));
+  const auto config = checkpoint::checkpoint_config(checkpoint::resolve_checkpoint(checkpoint));
   model::Gpt model(model::GptConfig::from(config));
-  train::load_model(train::resolve_checkpoint(checkpoint), *model);
+  checkpoint::load_model(checkpoint::resolve_checkpoint(checkpoint), *model);
   ExpertParams out;
   for (const auto& item : model->named_parameters())
     if (const auto e = model::expert_of(item.key()))
@@ -69,7 +69,7 @@ class DaptInitTest : public ::testing::Test {
     auto overrides = common(run_dir);
     overrides.insert(overrides.end(),
                      {"adapt.base=" + base_dir_, "adapt.domain=glossary", "adapt.init=" + init});
-    const auto run = adapt::prepare_adaptation(load_config("configs/tiny.yaml", overrides));
+    const auto run = recipes::prepare_adaptation(load_config("configs/tiny.yaml", overrides));
     prior = written_prior(run_dir);
     EXPECT_EQ(prior.size() + 1, run.data.domains.size());
     return int64_t(run.data.domains.size()) - 1;
@@ -132,7 +132,7 @@ TEST(DaptTest, DemixDaptTrainsOnlyTheNewExpertAndForgetsNothing) {
   dapt_overrides.insert(dapt_overrides.end(),
                         {"train.steps=3", "adapt.base=" + base_dir, "adapt.domain=glossary",
                          "data.sequences_per_domain=3"});
-  const auto run = adapt::prepare_adaptation(load_config("configs/tiny.yaml", dapt_overrides));
+  const auto run = recipes::prepare_adaptation(load_config("configs/tiny.yaml", dapt_overrides));
   EXPECT_EQ(run.data.domains.back(), "glossary");
   EXPECT_EQ(run.train.trainable, "experts");
   EXPECT_EQ(run.data.sequences_per_domain, 3);  // the adaptation's batch, not the base model's
@@ -144,7 +144,7 @@ TEST(DaptTest, DemixDaptTrainsOnlyTheNewExpertAndForgetsNothing) {
   const auto before = base.model().named_parameters();
   const auto glossary = int64_t(run.data.domains.size()) - 1;
   model::Gpt init(model::GptConfig::from(run));
-  train::load_model(run.train.init_from, *init);
+  checkpoint::load_model(run.train.init_from, *init);
   int64_t moved = 0;
   for (const auto& item : dapt.model().named_parameters()) {
     if (model::expert_of(item.key()) == glossary) {

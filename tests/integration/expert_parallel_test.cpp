@@ -11,8 +11,8 @@
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 
 #include "demix/core/config.h"
-#include "demix/dist/process_groups.h"
 #include "demix/eval/mixture.h"
+#include "demix/parallel/process_groups.h"
 #include "demix/train/trainer.h"
 #include "support/gloo_ranks.h"
 #include "support/mixture_reference.h"
@@ -55,7 +55,7 @@ std::string run_dir(const std::string& suffix) {
 }
 
 // Whether `rank` hosts a domain it trains on (train.train_domains), i.e. draws any rows.
-bool draws_rows(const Config& config, const dist::Placement& placement, int rank) {
+bool draws_rows(const Config& config, const parallel::Placement& placement, int rank) {
   const auto& only = config.train.train_domains;
   for (int e : placement.experts_on(rank))
     if (only.empty() || std::count(only.begin(), only.end(), config.data.domains[size_t(e)]))
@@ -72,7 +72,7 @@ std::vector<double> expect_equivalent(int W, const std::vector<std::string>& dom
                                       const std::vector<std::string>& extra = {}) {
   const auto out = run_dir(std::to_string(W) + "_" + std::to_string(domains.size()));
   const int E = int(domains.size());
-  const dist::Placement placement(W, E);
+  const parallel::Placement placement(W, E);
   const auto config = small(domains, k, out, overlap, extra);
   test_support::RankOutputs outputs;
   const auto ranks = run_ranks(W, config, 3, "", false, &outputs);
@@ -179,17 +179,17 @@ TEST(ExpertParallelTest, CheckpointReshardsAcrossWorldSizes) {
   const auto single_after = snapshot(single);
 
   model::Gpt loaded(model::GptConfig::from(single_config));
-  const auto checkpoint = train::resolve_checkpoint(out);
-  train::load_model(checkpoint, *loaded);
+  const auto checkpoint = checkpoint::resolve_checkpoint(out);
+  checkpoint::load_model(checkpoint, *loaded);
   for (const auto& item : loaded->named_parameters()) {
     const auto e = model::expert_of(item.key());
-    const int holder = e ? dist::Placement(4, 2).leader_of(int(*e)) : 0;
+    const int holder = e ? parallel::Placement(4, 2).leader_of(int(*e)) : 0;
     EXPECT_TRUE(torch::equal(item.value(), four[size_t(holder)].at(item.key()))) << item.key();
   }
   test_support::RankOutputs resumed;  // loaded on 2 ranks, no step taken
   run_ranks(2, small(domains, 2, out), 0, "auto", false, &resumed);
   const auto two = run_ranks(2, small(domains, 2, out), 1, "auto");
-  EXPECT_EQ(train::checkpoint_state(checkpoint).step, 2);
+  EXPECT_EQ(checkpoint::checkpoint_state(checkpoint).step, 2);
   for (int r = 0; r < 2; ++r) {
     int64_t moments = 0;
     for (const auto& [name, t] : resumed.optimizer[size_t(r)]) {
@@ -254,8 +254,8 @@ TEST(ExpertParallelTest, MixingOnRanksEqualsOneProcess) {
     std::vector<std::thread> threads;
     for (int r = 0; r < W; ++r)
       threads.emplace_back([&, r] {
-        dist::ProcessGroups groups(dist::Placement(W, E), r, store, "gloo",
-                                   std::chrono::seconds(60));
+        parallel::ProcessGroups groups(parallel::Placement(W, E), r, store, "gloo",
+                                       std::chrono::seconds(60));
         auto local = gpt;
         const auto hosted = groups.placement().experts_on(r);
         local.local_experts.assign(hosted.begin(), hosted.end());

@@ -8,9 +8,10 @@
 
 #include <filesystem>
 
-#include "demix/adapt/mode_compose.h"
+#include "demix/checkpoint/checkpoint.h"
+#include "demix/checkpoint/mode_compose.h"
 #include "demix/core/safetensors.h"
-#include "demix/train/checkpoint.h"
+#include "demix/recipes/mode_stage1.h"
 #include "demix/train/trainer.h"
 #include "support/gloo_ranks.h"
 
@@ -42,7 +43,7 @@ Config stage2(const std::string& out, int64_t k, const std::string& train,
 }
 
 Params tensors_of(const std::string& run) {
-  return load_safetensors(train::resolve_checkpoint(run) + "/shared.safetensors");
+  return load_safetensors(checkpoint::resolve_checkpoint(run) + "/shared.safetensors");
 }
 
 class ModeTrainingTest : public ::testing::Test {
@@ -52,10 +53,10 @@ class ModeTrainingTest : public ::testing::Test {
     train::Trainer(tiny({"data.domains=[scripture, humour, dictionary]",
                          "train.out_dir=" + (kRoot / "backbone").string()}))
         .run();
-    train::run_mode_stage1(tiny({"data.domains=[python_docs, manpages]", "mode.blocks=2",
-                                 "mode.stage=1", "mode.backbone=" + (kRoot / "backbone").string(),
-                                 "train.out_dir=" + (kRoot / "stage1").string()}),
-                           "", nullptr);
+    recipes::run_mode_stage1(tiny({"data.domains=[python_docs, manpages]", "mode.blocks=2",
+                                   "mode.stage=1", "mode.backbone=" + (kRoot / "backbone").string(),
+                                   "train.out_dir=" + (kRoot / "stage1").string()}),
+                             "", nullptr);
   }
   static void TearDownTestSuite() { fs::remove_all(kRoot); }
 };
@@ -64,7 +65,7 @@ TEST_F(ModeTrainingTest, StageOneChangesOnlyItsExpertAndGates) {
   const auto backbone = tensors_of((kRoot / "backbone").string());
   for (const auto& domain : kTargets) {
     const auto run = (kRoot / "stage1" / domain).string();
-    EXPECT_EQ(train::checkpoint_state(train::resolve_checkpoint(run)).step, 3);
+    EXPECT_EQ(checkpoint::checkpoint_state(checkpoint::resolve_checkpoint(run)).step, 3);
     int64_t frozen = 0, trained = 0;
     for (const auto& [name, t] : tensors_of(run)) {
       if (model::is_backbone_param(name)) {
@@ -88,7 +89,7 @@ TEST_F(ModeTrainingTest, GatesOnlyLeavesBackboneAndExpertsBitIdentical) {
   const auto out = (kRoot / "gates_only").string();
   const auto config = stage2(out, 1, "gates");
   model::Gpt composed(model::GptConfig::from(config), 5);
-  adapt::compose_experts(config, *composed);
+  checkpoint::compose_experts(config, *composed);
   train::Trainer trainer(config);
   trainer.run();
   int64_t gates_moved = 0;

@@ -72,10 +72,10 @@ TEST(TrainerTest, ShortRealDataRunLearns) {
     EXPECT_LT(after[d], before[d] - 1.5) << "domain " << d << " did not learn";
   }
   // The run's checkpoint evaluates to the same validation loss as the live model.
-  const auto checkpoint = train::resolve_checkpoint(out);
-  auto config = train::checkpoint_config(checkpoint);
+  const auto checkpoint = checkpoint::resolve_checkpoint(out);
+  auto config = checkpoint::checkpoint_config(checkpoint);
   model::Gpt reloaded(model::GptConfig::from(config));
-  train::load_model(checkpoint, *reloaded);
+  checkpoint::load_model(checkpoint, *reloaded);
   const auto valid = data::open_split(config, config.data.domains[0], "valid");
   const auto score = eval::score_split(*reloaded, *valid, 0, config.train.eval_tokens, 8);
   EXPECT_NEAR(score.loss(), after[0], 1e-5);

@@ -7,13 +7,13 @@
 
 #include <filesystem>
 
-#include "demix/adapt/mode_compose.h"
+#include "demix/checkpoint/checkpoint.h"
+#include "demix/checkpoint/mode_compose.h"
 #include "demix/core/error.h"
 #include "demix/core/manifest.h"
 #include "demix/core/safetensors.h"
 #include "demix/eval/mixture.h"
 #include "demix/model/gpt.h"
-#include "demix/train/checkpoint.h"
 #include "support/small_config.h"
 
 namespace demix {
@@ -95,7 +95,7 @@ TEST(ModeTest, BackboneInitialisedExpertsStartAsTheBackbone) {
   config.mode.layers_per_expert = 2;  // as many as the block's backbone layers
   model::Gpt mode(model::GptConfig::from(config), 3);
   copy_shared_names(*backbone, *mode);
-  adapt::init_experts_from_backbone(*mode);
+  checkpoint::init_experts_from_backbone(*mode);
   // Each expert stack is a copy of its block's layers: every branch gives the same output, and
   // any convex combination of equal outputs is that output (up to rounding).
   const auto tokens = batch(2, 8).first;
@@ -117,13 +117,13 @@ TEST(ModeTest, WidenedGatesReproduceEachSingleExpertModelWhenTheOthersAreMasked)
       for (auto& block : *singles.back()->mode)
         block->as<model::ModeBlock>()->gate->bias.normal_(0.0, 2.0);
     }
-    train::save_checkpoint((dir / "stage1" / domains[j]).string(), *singles.back(), nullptr, config,
-                           {}, 1);
+    checkpoint::save_checkpoint((dir / "stage1" / domains[j]).string(), *singles.back(), nullptr,
+                                config, {}, 1);
   }
   auto stage2 = mode_config(domains, 2);
   stage2.mode.experts_from = (dir / "stage1").string();
   model::Gpt composed(model::GptConfig::from(stage2), 99);
-  adapt::compose_experts(stage2, *composed);
+  checkpoint::compose_experts(stage2, *composed);
 
   const auto tokens = batch(3, 9).first;
   for (int64_t j = 0; j < 2; ++j) {
@@ -144,12 +144,13 @@ TEST(ModeTest, CompositionRefusesExpertsOfDifferentBackbones) {
   for (size_t j = 0; j < domains.size(); ++j) {
     const auto config = mode_config({domains[j]}, 1);
     model::Gpt single(model::GptConfig::from(config), 20 + j);  // different backbones
-    train::save_checkpoint((dir / "stage1" / domains[j]).string(), *single, nullptr, config, {}, 1);
+    checkpoint::save_checkpoint((dir / "stage1" / domains[j]).string(), *single, nullptr, config,
+                                {}, 1);
   }
   auto stage2 = mode_config(domains, 2);
   stage2.mode.experts_from = (dir / "stage1").string();
   model::Gpt composed(model::GptConfig::from(stage2), 99);
-  EXPECT_THROW(adapt::compose_experts(stage2, *composed), Error);
+  EXPECT_THROW(checkpoint::compose_experts(stage2, *composed), Error);
   fs::remove_all(dir);
 }
 
@@ -165,8 +166,8 @@ TEST(ModeTest, CompositionRefusesASwappedStage1File) {
     const auto config = mode_config({domains[j]}, 1);
     model::Gpt single(model::GptConfig::from(config), 30 + j);
     copy_shared_names(*backbone, *single);
-    checkpoints.push_back(train::save_checkpoint((dir / "stage1" / domains[j]).string(), *single,
-                                                 nullptr, config, {}, 1));
+    checkpoints.push_back(checkpoint::save_checkpoint((dir / "stage1" / domains[j]).string(),
+                                                      *single, nullptr, config, {}, 1));
   }
   EXPECT_EQ(safetensors_metadata(checkpoints[1] + "/shared.safetensors").at("domains"), "beta");
   fs::copy_file(checkpoints[1] + "/shared.safetensors", checkpoints[0] + "/shared.safetensors",
@@ -176,7 +177,7 @@ TEST(ModeTest, CompositionRefusesASwappedStage1File) {
   stage2.mode.experts_from = (dir / "stage1").string();
   model::Gpt composed(model::GptConfig::from(stage2), 99);
   try {
-    adapt::compose_experts(stage2, *composed);
+    checkpoint::compose_experts(stage2, *composed);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tensors of domain 'beta'"), std::string::npos)
@@ -240,10 +241,10 @@ TEST(BlockExpertsTest, AnExpertFileWithTheSharedOneIsADenseModel) {
   fs::remove_all(dir);
   const auto config = block_config();
   model::Gpt m(model::GptConfig::from(config), 1);
-  const auto checkpoint = train::save_checkpoint(dir.string(), *m, nullptr, config, {}, 1);
+  const auto checkpoint = checkpoint::save_checkpoint(dir.string(), *m, nullptr, config, {}, 1);
   // Round trip into a model of another seed.
   model::Gpt loaded(model::GptConfig::from(config), 2);
-  train::load_model(checkpoint, *loaded);
+  checkpoint::load_model(checkpoint, *loaded);
   for (const auto& item : m->named_parameters())
     EXPECT_TRUE(torch::equal(item.value(), loaded->named_parameters()[item.key()])) << item.key();
   // The independent reference for expert e: a dense model whose tensors are shared.safetensors

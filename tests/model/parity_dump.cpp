@@ -9,12 +9,12 @@
 #include <filesystem>
 #include <iostream>
 
+#include "demix/checkpoint/checkpoint.h"
 #include "demix/core/config.h"
 #include "demix/core/error.h"
 #include "demix/core/safetensors.h"
 #include "demix/eval/domain_posterior.h"
-#include "demix/train/checkpoint.h"
-#include "demix/train/optimizer.h"
+#include "demix/optim/optimizer.h"
 
 int main(int argc, char** argv) try {
   if (argc < 3) {
@@ -30,7 +30,7 @@ int main(int argc, char** argv) try {
   demix::model::Gpt model(demix::model::GptConfig::from(config), config.train.seed);
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& item : model->named_parameters()) named.emplace_back(item.key(), item.value());
-  demix::train::AdamW optimizer(named, config.optim);
+  demix::optim::AdamW optimizer(named, config.optim);
 
   const int64_t E = int64_t(config.data.domains.size()), T = config.model.seq_len;
   const int64_t V = config.model.vocab_size;
@@ -46,7 +46,8 @@ int main(int argc, char** argv) try {
     model->loss(x, y, routing).backward();
     optimizer.step(5e-3);
   }
-  const auto checkpoint = demix::train::save_checkpoint(out, *model, &optimizer, config, {2, 0}, 1);
+  const auto checkpoint =
+      demix::checkpoint::save_checkpoint(out, *model, &optimizer, config, {2, 0}, 1);
 
   torch::NoGradGuard no_grad;
   const auto tokens = torch::randint(0, V, {rows, T});

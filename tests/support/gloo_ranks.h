@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "demix/core/config.h"
-#include "demix/dist/process_groups.h"
+#include "demix/parallel/process_groups.h"
 #include "demix/train/trainer.h"
 #include "support/tensor_compare.h"
 
@@ -55,8 +55,8 @@ inline std::vector<Params> run_ranks(int W, const Config& config, int steps,
   for (int r = 0; r < W; ++r)
     threads.emplace_back([&, r] {
       try {
-        dist::ProcessGroups groups(dist::Placement(W, int(config.n_experts())), r, store, "gloo",
-                                   std::chrono::seconds(60));
+        parallel::ProcessGroups groups(parallel::Placement(W, int(config.n_experts())), r, store,
+                                       "gloo", std::chrono::seconds(60));
         train::Trainer trainer(config, resume, &groups);
         for (int s = 0; s < steps; ++s) {
           const auto result = trainer.train_step();

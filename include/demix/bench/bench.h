@@ -9,7 +9,7 @@
 
 #include "demix/core/config.h"
 #include "demix/core/json.h"
-#include "demix/model/cpu_gemm.h"
+#include "demix/ops/cpu/cpu_gemm.h"
 
 namespace demix::bench {
 
@@ -31,6 +31,6 @@ std::string run_bench(Config config, const BenchOptions& options);
 // Median FLOP/s of an n x n x n matmul in `dtype` on `device` (the machine's attainable peak),
 // through `library` on a CPU (model/cpu_gemm.h; ATen's on any other device).
 double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n = 2048,
-                        model::CpuGemm library = model::CpuGemm::kAten);
+                        ops::CpuGemm library = ops::CpuGemm::kAten);
 
 }  // namespace demix::bench

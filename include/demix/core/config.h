@@ -140,7 +140,7 @@ struct TrainConfig {
     v("threads", threads, "intra-op CPU threads; 0 = all cores");
     v("cpu_gemm", cpu_gemm,
       "library of the fp32 GEMMs on a CPU: aten (MKL), openblas (Debian's libopenblas0-openmp), "
-      "or auto: openblas on AMD CPUs, where MKL is slow (include/demix/model/cpu_gemm.h)");
+      "or auto: openblas on AMD CPUs, where MKL is slow (include/demix/ops/cpu/cpu_gemm.h)");
     v("device", device, "cpu, cuda or cuda:N");
     v("precision", precision,
       "fp32, or bf16: forward matmuls and attention under bfloat16 autocast; parameters, "
@@ -163,7 +163,7 @@ struct TrainConfig {
       "0 = never");
     v("fused_cuda_kernels", fused_cuda_kernels,
       "CUDA: the experts as one node with fused GELU and bias-gradient kernels (not yet run on "
-      "a GPU: see include/demix/model/execution_policy.h)");
+      "a GPU: see include/demix/ops/execution_policy.h)");
   }
 };
 

@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "demix/data/domain_batcher.h"
-#include "demix/dist/process_groups.h"
 #include "demix/eval/domain_posterior.h"
 #include "demix/eval/perplexity.h"
 #include "demix/eval/progress.h"
 #include "demix/model/gpt.h"
+#include "demix/parallel/process_groups.h"
 
 namespace demix::eval {
 
@@ -28,7 +28,8 @@ at::Tensor expert_logprobs(model::GptImpl& model, const at::Tensor& inputs,
 // all experts would.
 class ExpertScorer {
  public:
-  ExpertScorer(model::GptImpl& model, dist::ProcessGroups* groups = nullptr)  // NOLINT: implicit
+  ExpertScorer(model::GptImpl& model,
+               parallel::ProcessGroups* groups = nullptr)  // NOLINT: implicit
       : model_(model), groups_(groups) {}
   at::Tensor operator()(const at::Tensor& inputs, const at::Tensor& targets,
                         const std::vector<int64_t>& experts) const;
@@ -37,7 +38,7 @@ class ExpertScorer {
 
  private:
   model::GptImpl& model_;
-  dist::ProcessGroups* groups_;
+  parallel::ProcessGroups* groups_;
 };
 
 struct MixtureOptions {

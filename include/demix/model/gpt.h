@@ -61,9 +61,9 @@ struct GptImpl : torch::nn::Module {
  private:
   torch::Tensor hidden(const torch::Tensor& tokens, const Routing& routing,  // (B, T, C)
                        KvCache* cache);
-  // Layers [begin, end) on the stream; each Block leaves its FF output pending for the next.
-  ResidualStream layers(int64_t begin, int64_t end, ResidualStream stream, const Routing& routing,
-                        KvCache* cache);
+  // The residual stream x through layers [begin, end).
+  torch::Tensor layers(int64_t begin, int64_t end, torch::Tensor x, const Routing& routing,
+                       KvCache* cache);
   GptConfig config_;
   BranchExchange* exchange_ = nullptr;
 };

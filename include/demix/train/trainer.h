@@ -1,25 +1,25 @@
 #pragma once
 
-// The single-process trainer: builds the model, optimizer and data stream from one Config, then
-// runs a recipe per step: micro-batches (forward, backward), clip, schedule, AdamW, log.
+// The training loop: builds the model, optimizer and data stream from one Config, then runs one
+// recipe per step: micro-batches (forward, backward), the step's gradient sync (step_sync.h: one
+// process, expert-parallel ranks or MoDE branches), clip, schedule, AdamW, log.
 
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "demix/checkpoint/checkpoint.h"
 #include "demix/core/config.h"
 #include "demix/data/domain_batcher.h"
-#include "demix/dist/branch_exchange.h"
-#include "demix/dist/grad_sync.h"
-#include "demix/dist/placement.h"
-#include "demix/dist/process_groups.h"
 #include "demix/model/gpt.h"
-#include "demix/train/checkpoint.h"
+#include "demix/optim/lr_schedule.h"
+#include "demix/optim/optimizer.h"
+#include "demix/parallel/placement.h"
+#include "demix/parallel/process_groups.h"
 #include "demix/train/fault_injection.h"
-#include "demix/train/lr_schedule.h"
 #include "demix/train/metrics.h"
-#include "demix/train/optimizer.h"
+#include "demix/train/step_sync.h"
 
 namespace demix::train {
 
@@ -38,7 +38,7 @@ class Trainer {
   // latest checkpoint if there is one; "" starts fresh and refuses a directory that holds a run.
   // With `groups`, this is one rank of an expert-parallel run (see dist/placement.h).
   explicit Trainer(Config config, const std::string& resume = "",
-                   dist::ProcessGroups* groups = nullptr);
+                   parallel::ProcessGroups* groups = nullptr);
 
   // Trains to train.steps, validates and checkpoints at the end; returns 0. On SIGINT/SIGTERM
   // (train/stop_signal.h) it checkpoints after the current step and returns the signal.
@@ -52,8 +52,9 @@ class Trainer {
 
   model::GptImpl& model() { return *model_; }
   std::map<std::string, at::Tensor> optimizer_state() const { return optimizer_->state(); }
-  const TrainState& state() const { return state_; }
-  const dist::GradSync* grad_sync() const { return grad_sync_.get(); }  // nullptr: one process
+  const checkpoint::TrainState& state() const { return state_; }
+  // The expert-parallel all-reduce; nullptr in one process and for MoDE branches.
+  const parallel::GradSync* grad_sync() const { return sync_->grad_sync(); }
 
  private:
   void open_data(const std::vector<int>& hosted);          // token files and this rank's stream
@@ -69,38 +70,25 @@ class Trainer {
   void check_nonfinite();  // a host sync: at log steps only; throws past train.nonfinite_limit
   void all_reduce_sum(at::Tensor& tensor);  // over the world group
   void prepare_mode();                      // MoDE: backbone, expert initialisation, composition
-  bool branch_parallel() const;             // MoDE placement branches under a launch
-  at::Tensor branch_grad_norm();            // MoDE placement branches: the global norm
-  void sync_stacks();  // MoDE placement branches: every rank gets every expert stack's state
 
   Config config_;
   torch::Device device_;
-  dist::ProcessGroups* groups_;  // nullptr: a single process
-  dist::Placement placement_;
+  parallel::ProcessGroups* groups_;  // nullptr: a single process
+  parallel::Placement placement_;
   int rank_;
-  std::unique_ptr<dist::GradSync> grad_sync_;
-  std::unique_ptr<dist::C10dBranchExchange> exchange_;  // MoDE placement branches
   FaultInjection faults_;
   at::Tensor skipped_total_, skipped_in_a_row_, worst_in_a_row_;  // non-finite steps (device)
   model::Gpt model_{nullptr};
-  std::unique_ptr<AdamW> optimizer_;
-  LrSchedule schedule_;
+  std::unique_ptr<optim::AdamW> optimizer_;
+  std::unique_ptr<StepSync> sync_;  // one process, expert-parallel ranks or MoDE branches
+  optim::LrSchedule schedule_;
   std::vector<std::unique_ptr<data::TokenFile>> train_files_;
   std::vector<std::unique_ptr<data::TokenFile>> valid_files_;
   std::unique_ptr<data::DomainBatcher> batcher_;
   int64_t global_rows_ = 0;  // rows per micro-batch over all ranks
   std::unique_ptr<MetricsLog> metrics_;
-  TrainState state_;
+  checkpoint::TrainState state_;
   int stop_signal_ = 0;
-  std::vector<at::Tensor> params_;
-  std::vector<at::Tensor> gate_params_, stack_params_;  // params_ split, for branch_grad_norm
 };
-
-// MoDE stage 1 (mode.stage=1): one single-expert model per entry of config.data.domains, each
-// trained on its domain alone under <train.out_dir>/<domain>. With a launch, runs are spread over
-// the ranks as experts are (dist::Placement(W, N)): run d on ranks_of(d), each with its own
-// process groups, several runs in turn on one rank when W < N. Returns the runs' configs.
-std::vector<Config> mode_stage1_configs(const Config& config);
-void run_mode_stage1(const Config& config, const std::string& resume, const dist::Launch* launch);
 
 }  // namespace demix::train
