@@ -56,7 +56,7 @@ TEST(ConfigTest, OverridesWinOverTheFile) {
   const auto path = write_yaml("demix_ovr.yaml", std::string(kMinimal) + "optim:\n  lr: 0.1\n");
   const auto c = load_config(path, {"optim.lr=0.002", "model.ff=dense", "data.domains=[p, q]"});
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.002);
-  EXPECT_EQ(c.model.ff, "dense");
+  EXPECT_EQ(c.model.ff, FeedForward::kDense);
   EXPECT_EQ(c.data.domains, (std::vector<std::string>{"p", "q"}));
   EXPECT_EQ(c.n_experts(), 0);
 }
