@@ -198,7 +198,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   // steps and the higher kept: on a shared machine one measurement can land in a neighbour's burst
   // (the peak has read half of itself), which would inflate the MFU. On a CPU in fp32
   // the peak is the higher of ATen's (MKL) and OpenBLAS's where it loads, whichever runs ours.
-  const bool bf16 = config.train.precision == "bf16";
+  const bool bf16 = config.train.precision == Precision::kBf16;
   const auto gemm_dtype = bf16 ? at::kBFloat16 : at::kFloat;
   // A GPU needs a larger product than a CPU to reach its peak.
   const int64_t gemm_n = compute_device.is_cuda() ? 8192 : 2048;
@@ -321,7 +321,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
   if (peak_device_mb > 0) ours.add("peak_device_mb", peak_device_mb);
   report.add("device", device)
       .add("threads", threads)
-      .add("precision", config.train.precision)
+      .add("precision", to_string(config.train.precision))
       .add("fused_cuda_kernels", config.train.fused_cuda_kernels)
       .add("gemm_flops_per_s", peak)
       .add("cpu_gemm", ops::to_string(cpu_gemm))
@@ -371,14 +371,14 @@ std::string run_bench(Config config, const BenchOptions& options) {
       per_library += std::string(per_library.empty() ? ": " : ", ") + ops::to_string(library) +
                      " " + fmt("%.1f", flops / 1e9);
   }
-  table += "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s " + config.train.precision + " GEMM peak (" +
-           std::to_string(gemm_n) + "^3, measured" + per_library + ") on " + device +
-           (compute_device.is_cpu() ? std::string(", ours through ") + ops::to_string(cpu_gemm)
-                                    : std::string()) +
-           ", " + std::to_string(threads) + " threads; " + fmt("%.2f", active / 1e6) +
-           "M active parameters, " + fmt("%.1f", flops_per_token / 1e6) +
-           " MFLOP/token; peak RSS " + fmt("%.0f", peak_rss_mb) + " MB; initial loss " +
-           fmt("%.6f", initial_loss) + "\n";
+  table +=
+      "\n" + fmt("%.1f", peak / 1e9) + " GFLOP/s " + to_string(config.train.precision) +
+      " GEMM peak (" + std::to_string(gemm_n) + "^3, measured" + per_library + ") on " + device +
+      (compute_device.is_cpu() ? std::string(", ours through ") + ops::to_string(cpu_gemm)
+                               : std::string()) +
+      ", " + std::to_string(threads) + " threads; " + fmt("%.2f", active / 1e6) +
+      "M active parameters, " + fmt("%.1f", flops_per_token / 1e6) + " MFLOP/token; peak RSS " +
+      fmt("%.0f", peak_rss_mb) + " MB; initial loss " + fmt("%.6f", initial_loss) + "\n";
   if (peak_device_mb > 0) {
     table += "Peak device memory (allocated): demix " + fmt("%.0f", peak_device_mb) + " MB";
     for (const auto& [variant, mb] : reference_peak_mb)

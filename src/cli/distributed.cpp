@@ -17,7 +17,9 @@ std::optional<parallel::Launch> join_launch(Config& config) {
   spdlog::set_pattern("[%H:%M:%S rank " + std::to_string(env.rank) + "] %v");
   const bool cuda = config.train.device.rfind("cuda", 0) == 0;
   if (config.train.device == "cuda") config.train.device = "cuda:" + std::to_string(env.local_rank);
-  const auto backend = config.dist.backend != "auto" ? config.dist.backend : cuda ? "nccl" : "gloo";
+  const auto backend = config.dist.backend != DistBackend::kAuto ? to_string(config.dist.backend)
+                       : cuda                                    ? "nccl"
+                                                                 : "gloo";
   const std::chrono::milliseconds timeout(config.dist.timeout_s * 1000);
   return parallel::Launch{env, parallel::connect_store(env, timeout), backend, timeout};
 }

@@ -116,8 +116,9 @@ void print_score(const std::string& name, eval::SplitScore score, int64_t bytes)
 eval::Prior prior_from(const EvalModel& m, const std::string& prior_file) {
   const auto E = m.config.n_experts();
   if (!prior_file.empty()) return eval::read_prior(prior_file, m.experts());
-  if (m.config.eval.prior == "updating") return eval::Prior::updating(E, m.config.eval.alpha);
-  if (m.config.eval.prior == "cached")
+  if (m.config.eval.prior == EvalPrior::kUpdating)
+    return eval::Prior::updating(E, m.config.eval.alpha);
+  if (m.config.eval.prior == EvalPrior::kCached)
     throw Error(
         "eval.prior=cached: give the cached prior with --prior FILE (demix prior estimate)");
   return eval::Prior::uniform(E);
@@ -134,7 +135,8 @@ void mixture_report(EvalModel& m, const std::string& out) {
   const auto file = data::open_split(m.config, domains[0], "test");
   const auto trace = eval::block_posterior_trace(
       m.scorer(), data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
-      eval::Prior::uniform(m.config.n_experts()), eval::parse_posterior(m.config.eval.posterior));
+      eval::Prior::uniform(m.config.n_experts()),
+      eval::parse_posterior(to_string(m.config.eval.posterior)));
   if (!m.writes()) return;
   const auto table = eval::format_mixture_table(rows);
   std::cout << "test perplexity (" << m.config.eval.mix_max_tokens
@@ -215,8 +217,8 @@ void mix_texts(EvalModel& m, const std::vector<ScoredText>& texts, const eval::P
   int64_t blocks = 0;
   for (const auto& text : texts) blocks += text.windows.inputs.size(0);
   eval::Progress progress("mix", blocks);
-  const eval::MixtureOptions options{eval::parse_posterior(m.config.eval.posterior), top_k,
-                                     m.config.eval.batch_size, &progress};
+  const eval::MixtureOptions options{eval::parse_posterior(to_string(m.config.eval.posterior)),
+                                     top_k, m.config.eval.batch_size, &progress};
   for (const auto& text : texts) {
     progress.stage(text.name);
     auto moving = prior;  // an updating prior starts afresh on each text
@@ -365,7 +367,7 @@ void add_prior_command(CLI::App& app) {
         args->text.empty() ? data::eval_windows(*data::open_split(m.config, args->domain, "valid"),
                                                 m.config.model.seq_len, 0)
                            : text_to_score(m, args->text).windows;
-    const eval::MixtureOptions options{eval::parse_posterior(m.config.eval.posterior), 0,
+    const eval::MixtureOptions options{eval::parse_posterior(to_string(m.config.eval.posterior)), 0,
                                        m.config.eval.batch_size};
     const auto blocks = std::min<int64_t>(m.config.eval.prior_blocks, held_out.inputs.size(0));
     const auto prior =

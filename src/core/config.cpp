@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -19,6 +20,10 @@ std::string type_name(const uint64_t&) { return "a non-negative integer"; }
 std::string type_name(const double&) { return "a number"; }
 std::string type_name(const bool&) { return "true or false"; }
 std::string type_name(const std::string&) { return "a string"; }
+template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
+std::string type_name(const E&) {
+  return "a string";  // as YAML spells it
+}
 template <class T>
 std::string type_name(const std::vector<T>&) {
   return "a list of " + type_name(T{}).substr(type_name(T{}).find(' ') + 1) + "s";
@@ -30,10 +35,15 @@ T scalar_as(const YAML::Node& node) {
   return node.as<T>();
 }
 
+// "section.key" -> "section.key=value: expected a or b" for each choice given an unknown value;
+// validate reports it where it always has, so the first broken rule is still the one named.
+using BadChoices = std::map<std::string, std::string>;
+
 // Reads one section's fields from a YAML map, refusing unknown keys and wrong types.
 class SectionReader {
  public:
-  SectionReader(const YAML::Node& node, std::string where) : node_(node), where_(std::move(where)) {
+  SectionReader(const YAML::Node& node, std::string where, std::string section, BadChoices& bad)
+      : node_(node), where_(std::move(where)), section_(std::move(section)), bad_(bad) {
     for (const auto& kv : node_) unseen_.insert(kv.first.as<std::string>());
   }
 
@@ -43,7 +53,17 @@ class SectionReader {
     const YAML::Node value = node_[key];
     if (!value) return;
     try {
-      read(value, field);
+      if constexpr (is_choice<T>::value) {
+        const auto name = scalar_as<std::string>(value);
+        if (const auto parsed = parse_choice<T>(name)) {
+          field = *parsed;
+        } else {
+          const auto full = section_ + "." + key;
+          bad_[full] = full + "=" + name + ": expected " + choice_list<T>();
+        }
+      } else {
+        read(value, field);
+      }
     } catch (const YAML::Exception&) {
       throw Error(where_ + "." + key + ": expected " + type_name(field) + ", got '" +
                   YAML::Dump(value) + "'");
@@ -76,6 +96,8 @@ class SectionReader {
 
   const YAML::Node& node_;
   std::string where_;
+  std::string section_;
+  BadChoices& bad_;
   std::set<std::string> unseen_;
 };
 
@@ -91,7 +113,10 @@ class SectionWriter {
  private:
   template <class T>
   void write(const T& value) {
-    out_ << value;
+    if constexpr (is_choice<T>::value)
+      out_ << to_string(value);
+    else
+      out_ << value;
   }
   void write(const double& value) {
     std::ostringstream s;  // round-trips exactly and always reads back as a number
@@ -185,18 +210,21 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 }  // namespace
 
 namespace {
+void validate_config(const Config& config, const std::string& source, const BadChoices& bad);
+
 Config parse_config(YAML::Node root, const std::string& source,
                     const std::vector<std::string>& overrides) {
   for (const auto& o : overrides) apply_override(root, o);
 
   Config config;
+  BadChoices bad;
   std::set<std::string> sections;
   auto read_section = [&](const char* name, auto& section) {
     sections.insert(name);
     const YAML::Node node = root[name];
     if (!node || node.IsNull()) return;
     if (!node.IsMap()) throw Error(source + ": " + name + ": expected a map of keys");
-    SectionReader reader(node, source + ": " + name);
+    SectionReader reader(node, source + ": " + name, name, bad);
     section.visit(reader);
     reader.finish();
   };
@@ -205,7 +233,7 @@ Config parse_config(YAML::Node root, const std::string& source,
     const auto name = kv.first.as<std::string>();
     if (!sections.count(name)) throw Error(source + ": " + name + ": unknown section");
   }
-  config.validate(source);
+  validate_config(config, source, bad);
   return config;
 }
 }  // namespace
@@ -224,8 +252,23 @@ Config with_overrides(const Config& base, const std::vector<std::string>& overri
   return parse_config(YAML::Load(to_yaml(base)), "config", overrides);
 }
 
-void Config::validate(const std::string& source) const {
+void Config::validate(const std::string& source) const { validate_config(*this, source, {}); }
+
+namespace {
+void validate_config(const Config& config, const std::string& source, const BadChoices& bad) {
+  const auto& model = config.model;
+  const auto& data = config.data;
+  const auto& tokenizer = config.tokenizer;
+  const auto& optim = config.optim;
+  const auto& train = config.train;
+  const auto& eval = config.eval;
+  const auto& dist = config.dist;
+  const auto& mode = config.mode;
   auto fail = [&](const std::string& message) { throw Error(source + ": " + message); };
+  // An unknown spelling of a choice key, in the place its rule has always been checked.
+  auto known = [&](const char* key) {
+    if (const auto it = bad.find(key); it != bad.end()) fail(it->second);
+  };
   auto positive = [&](const char* key, int64_t value) {
     if (value <= 0) fail(std::string(key) + "=" + std::to_string(value) + ": expected > 0");
   };
@@ -238,8 +281,7 @@ void Config::validate(const std::string& source) const {
     fail("model.d_model=" + std::to_string(model.d_model) +
          " is not divisible by model.n_head=" + std::to_string(model.n_head));
   if (model.d_ff < 0) fail("model.d_ff=" + std::to_string(model.d_ff) + ": expected >= 0");
-  if (model.ff != "demix" && model.ff != "dense")
-    fail("model.ff=" + model.ff + ": expected demix or dense");
+  known("model.ff");
   for (auto layer : model.demix_layers)
     if (layer < 0 || layer >= model.n_layer)
       fail("model.demix_layers has " + std::to_string(layer) + ": expected 0.." +
@@ -248,12 +290,12 @@ void Config::validate(const std::string& source) const {
     fail("model.vocab_size=" + std::to_string(model.vocab_size) +
          ": token files store uint16, expected <= 65535");
   if (model.init_std <= 0) fail("model.init_std: expected > 0");
-  if (model.expert_scope != "ff" && model.expert_scope != "block")
-    fail("model.expert_scope=" + model.expert_scope + ": expected ff or block");
-  if (model.expert_scope == "block" && (model.ff != "demix" || !model.demix_layers.empty()))
+  known("model.expert_scope");
+  if (model.expert_scope == ExpertScope::kBlock &&
+      (model.ff != FeedForward::kDemix || !model.demix_layers.empty()))
     fail("model.expert_scope=block needs model.ff=demix and model.demix_layers=[]");
   if (model.lora_rank < 0) fail("model.lora_rank: expected >= 0");
-  if (model.lora_rank > 0 && (model.ff != "dense" || model.lora_alpha <= 0))
+  if (model.lora_rank > 0 && (model.ff != FeedForward::kDense || model.lora_alpha <= 0))
     fail("model.lora_rank > 0 needs model.ff=dense and model.lora_alpha > 0");
 
   if (data.domains.empty()) fail("data.domains: expected at least one training domain");
@@ -266,20 +308,17 @@ void Config::validate(const std::string& source) const {
       fail("data.eval_domains: '" + d + "' is listed twice or trained on");
   }
   positive("data.sequences_per_domain", data.sequences_per_domain);
-  if (data.sampling != "balanced" && data.sampling != "natural")
-    fail("data.sampling=" + data.sampling + ": expected balanced or natural");
-  if (model.ff == "demix" && data.sampling != "balanced")
+  known("data.sampling");
+  if (model.ff == FeedForward::kDemix && data.sampling != DataSampling::kBalanced)
     fail("data.sampling=natural needs model.ff=dense: DEMix trains k sequences per expert");
-  if (tokenizer.type != "bpe" && tokenizer.type != "unigram")
-    fail("tokenizer.type=" + tokenizer.type + ": expected bpe or unigram");
+  known("tokenizer.type");
   positive("tokenizer.sample_bytes_per_domain", tokenizer.sample_bytes_per_domain);
 
   positive("train.steps", train.steps);
   positive("train.grad_accum", train.grad_accum);
   if (optim.lr <= 0) fail("optim.lr: expected > 0");
   if (optim.min_lr < 0 || optim.min_lr > optim.lr) fail("optim.min_lr: expected 0 <= min_lr <= lr");
-  if (optim.schedule != "cosine" && optim.schedule != "linear" && optim.schedule != "poly")
-    fail("optim.schedule=" + optim.schedule + ": expected cosine, linear or poly");
+  known("optim.schedule");
   if (optim.warmup_steps < 0) fail("optim.warmup_steps: expected >= 0");
   if (optim.beta1 < 0 || optim.beta1 >= 1 || optim.beta2 < 0 || optim.beta2 >= 1)
     fail("optim.beta1/beta2: expected values in [0, 1)");
@@ -292,44 +331,40 @@ void Config::validate(const std::string& source) const {
   if (train.threads < 0 || train.eval_every < 0 || train.checkpoint_every < 0)
     fail("train.threads, eval_every, checkpoint_every: expected >= 0");
   if (train.out_dir.empty()) fail("train.out_dir: expected a directory");
-  if (train.cpu_gemm != "auto" && train.cpu_gemm != "aten" && train.cpu_gemm != "openblas")
-    fail("train.cpu_gemm=" + train.cpu_gemm + ": expected auto, aten or openblas");
-  if (train.precision != "fp32" && train.precision != "bf16")
-    fail("train.precision=" + train.precision + ": expected fp32 or bf16");
+  known("train.cpu_gemm");
+  known("train.precision");
   for (const auto& d : train.train_domains)
     if (std::find(data.domains.begin(), data.domains.end(), d) == data.domains.end())
       fail("train.train_domains has '" + d + "': expected one of data.domains");
-  if (train.trainable != "all" && train.trainable != "experts" && train.trainable != "ff")
-    fail("train.trainable=" + train.trainable + ": expected all, experts or ff");
-  if (train.trainable == "experts" && model.ff != "demix")
+  known("train.trainable");
+  if (train.trainable == Trainable::kExperts && model.ff != FeedForward::kDemix)
     fail("train.trainable=experts needs model.ff=demix");
-  if (train.nonfinite != "skip" && train.nonfinite != "stop")
-    fail("train.nonfinite=" + train.nonfinite + ": expected skip or stop");
+  known("train.nonfinite");
   if (train.nonfinite_limit < 0) fail("train.nonfinite_limit: expected >= 0");
-  if (adapt.init != "closest" && adapt.init != "merge")
-    fail("adapt.init=" + adapt.init + ": expected closest or merge");
+  known("adapt.init");
 
   for (const auto& s : eval.splits)
     if (s != "train" && s != "valid" && s != "test")
       fail("eval.splits has '" + s + "': expected train, valid or test");
   if (eval.max_tokens < 0) fail("eval.max_tokens: expected >= 0");
   positive("eval.batch_size", eval.batch_size);
-  if (dist.backend != "auto" && dist.backend != "gloo" && dist.backend != "nccl")
-    fail("dist.backend=" + dist.backend + ": expected auto, gloo or nccl");
+  known("dist.backend");
   positive("dist.timeout_s", dist.timeout_s);
   positive("dist.bucket_mb", dist.bucket_mb);
-  if (eval.prior != "uniform" && eval.prior != "updating" && eval.prior != "cached")
-    fail("eval.prior=" + eval.prior + ": expected uniform, updating or cached");
+  known("eval.prior");
   if (!(eval.alpha > 0 && eval.alpha <= 1)) fail("eval.alpha: expected 0 < alpha <= 1");
-  if (eval.posterior != "prefix" && eval.posterior != "last_token")
-    fail("eval.posterior=" + eval.posterior + ": expected prefix or last_token");
+  known("eval.posterior");
   positive("eval.top_k", eval.top_k);
   positive("eval.prior_blocks", eval.prior_blocks);
   if (eval.mix_max_tokens < 0) fail("eval.mix_max_tokens: expected >= 0");
 
   if (mode.blocks < 0) fail("mode.blocks: expected >= 0");
-  if (!is_mode()) return;
-  if (model.ff != "dense" || model.domain_token || model.lora_rank > 0)
+  if (!config.is_mode()) {
+    // An enum cannot hold an unknown spelling for later: refuse it even with MoDE off.
+    for (const char* key : {"mode.train", "mode.expert_init", "mode.placement"}) known(key);
+    return;
+  }
+  if (model.ff != FeedForward::kDense || model.domain_token || model.lora_rank > 0)
     fail("mode.blocks > 0 needs a dense backbone: model.ff=dense, no domain_token, no LoRA");
   if (model.n_layer % mode.blocks != 0)
     fail("mode.blocks=" + std::to_string(mode.blocks) +
@@ -340,17 +375,18 @@ void Config::validate(const std::string& source) const {
     fail("mode.stage=1 needs mode.backbone: the dense checkpoint to freeze");
   if (mode.stage == 2 && mode.experts_from.empty())
     fail("mode.stage=2 needs mode.experts_from: the out_dir of the stage-1 runs");
-  if (mode.train != "gates_experts" && mode.train != "gates")
-    fail("mode.train=" + mode.train + ": expected gates_experts or gates");
-  if (mode.expert_init != "backbone" && mode.expert_init != "random")
-    fail("mode.expert_init=" + mode.expert_init + ": expected backbone or random");
-  if (mode.expert_init == "backbone" && mode.layers_per_expert > model.n_layer / mode.blocks)
+  known("mode.train");
+  known("mode.expert_init");
+  if (mode.expert_init == ExpertInit::kBackbone &&
+      mode.layers_per_expert > model.n_layer / mode.blocks)
     fail("mode.expert_init=backbone: mode.layers_per_expert exceeds the block's " +
          std::to_string(model.n_layer / mode.blocks) + " backbone layers");
-  if (mode.placement != "data_parallel" && mode.placement != "branches")
-    fail("mode.placement=" + mode.placement + ": expected data_parallel or branches");
-  if (train.trainable != "all") fail("mode.blocks > 0: set mode.train, not train.trainable");
+  known("mode.placement");
+  if (train.trainable != Trainable::kAll)
+    fail("mode.blocks > 0: set mode.train, not train.trainable");
 }
+
+}  // namespace
 
 std::string to_yaml(Config config) {
   YAML::Emitter out;

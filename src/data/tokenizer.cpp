@@ -139,7 +139,7 @@ void train_tokenizer(const Config& config) {
   const fs::path prefix = model.parent_path() / model.stem();
   std::ostringstream args;
   args << "--input=" << sample.string() << " --model_prefix=" << prefix.string()
-       << " --model_type=" << tc.type << " --vocab_size=" << config.model.vocab_size
+       << " --model_type=" << to_string(tc.type) << " --vocab_size=" << config.model.vocab_size
        << " --character_coverage=0.9999 --byte_fallback=true --normalization_rule_name=identity"
        << " --add_dummy_prefix=false --remove_extra_whitespaces=false"
        << " --allow_whitespace_only_pieces=true --split_digits=true --max_sentencepiece_length=16"

@@ -42,7 +42,7 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
               std::min(ec.prior_blocks, held_out_windows(i).inputs.size(0));
   }
   Progress progress("mixture", blocks);
-  MixtureOptions options{parse_posterior(ec.posterior), 0, ec.batch_size, &progress};
+  MixtureOptions options{parse_posterior(to_string(ec.posterior)), 0, ec.batch_size, &progress};
   std::vector<MixtureRow> rows;
   for (size_t i = 0; i < domains.size(); ++i) {
     MixtureRow row;

@@ -25,7 +25,7 @@ GptConfig GptConfig::from(const Config& config) {
   c.d_ff = config.d_ff();
   c.n_experts = config.n_experts();
   c.demix_layers = config.model.demix_layers;
-  c.block_experts = config.model.expert_scope == "block";
+  c.block_experts = config.model.expert_scope == ExpertScope::kBlock;
   c.n_domain_tokens = config.model.domain_token ? int64_t(config.data.domains.size()) : 0;
   c.lora_rank = config.model.lora_rank;
   c.lora_alpha = config.model.lora_alpha;

@@ -52,7 +52,7 @@ Config prepare_adaptation(const Config& config) {
   if (base_config.n_experts() == 0) {  // Dense-DAPT: the same model, now trained on the domain
     run.data.domains.push_back(a.domain);
     run.train.init_from = base;
-    if (run.train.trainable == "experts") run.train.trainable = "all";
+    if (run.train.trainable == Trainable::kExperts) run.train.trainable = Trainable::kAll;
     run.validate("adapt");
     return run;
   }
@@ -62,7 +62,7 @@ Config prepare_adaptation(const Config& config) {
   checkpoint::load_model(base, *model);
   const auto held_out = data::eval_windows(*data::open_split(base_config, a.domain, "valid"),
                                            base_config.model.seq_len, 0);
-  const eval::MixtureOptions options{eval::parse_posterior(config.eval.posterior), 0,
+  const eval::MixtureOptions options{eval::parse_posterior(to_string(config.eval.posterior)), 0,
                                      config.eval.batch_size};
   const auto prior =
       eval::estimate_prior(*model, held_out, config.eval.prior_blocks, config.eval.alpha, options);
@@ -70,7 +70,7 @@ Config prepare_adaptation(const Config& config) {
   eval::write_prior((out / "prior.json").string(), prior, old, a.domain + "/valid",
                     std::min<int64_t>(config.eval.prior_blocks, held_out.inputs.size(0)));
   auto weights = prior.probs();
-  if (a.init == "closest") {
+  if (a.init == AdaptInit::kClosest) {
     const auto best = std::max_element(weights.begin(), weights.end()) - weights.begin();
     std::fill(weights.begin(), weights.end(), 0.0);
     weights[size_t(best)] = 1.0;
@@ -82,7 +82,7 @@ Config prepare_adaptation(const Config& config) {
   run.data = checkpoint::checkpoint_config(init).data;
   run.data.sequences_per_domain = config.data.sequences_per_domain;
   run.train.init_from = init;
-  run.train.trainable = "experts";
+  run.train.trainable = Trainable::kExperts;
   run.validate("adapt");
   return run;
 }

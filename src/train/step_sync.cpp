@@ -83,7 +83,7 @@ class BranchSync : public StepSync {
 }  // namespace
 
 bool branch_parallel(const Config& config, const parallel::ProcessGroups* groups) {
-  return groups && config.is_mode() && config.mode.placement == "branches";
+  return groups && config.is_mode() && config.mode.placement == ModePlacement::kBranches;
 }
 
 std::unique_ptr<StepSync> make_step_sync(

@@ -56,7 +56,8 @@ Trainer::Trainer(Config config, const std::string& resume, parallel::ProcessGrou
   faults_ = FaultInjection::from_environment(rank_);
 
   const auto hosted = placement_.experts_on(rank_);
-  if (config_.train.trainable == "all" && config_.model.lora_rank == 0 && !config_.is_mode()) {
+  if (config_.train.trainable == Trainable::kAll && config_.model.lora_rank == 0 &&
+      !config_.is_mode()) {
     auto shape = model::GptConfig::from(config_);
     shape.local_experts.assign(hosted.begin(), hosted.end());
     require_memory(uint64_t(shape.parameters_at_least()) * 16, device_,
@@ -132,7 +133,7 @@ void Trainer::open_data(const std::vector<int>& hosted) {
   const auto drawn = drawn_domains(rank_);
   int64_t first_row = hosted.empty() ? 0 : placement_.replica_of(rank_, hosted[0]) * k;
   if (config_.n_experts() == 0) {
-    first_row = rank_ * (config_.data.sampling == "natural" ? k * E : k);
+    first_row = rank_ * (config_.data.sampling == DataSampling::kNatural ? k * E : k);
     if (branch_parallel(config_, groups_))
       first_row = 0;  // MoDE branches: every rank computes the same batch
   }
@@ -151,9 +152,9 @@ void Trainer::open_data(const std::vector<int>& hosted) {
     valid_files_.push_back(data::open_split(config_, domain, "valid"));
     files.push_back(train_files_.back().get());
   }
-  batcher_ = std::make_unique<data::DomainBatcher>(files, drawn, k, config_.model.seq_len,
-                                                   data::parse_sampling(config_.data.sampling),
-                                                   config_.data.seed, first_row);
+  batcher_ = std::make_unique<data::DomainBatcher>(
+      files, drawn, k, config_.model.seq_len,
+      data::parse_sampling(to_string(config_.data.sampling)), config_.data.seed, first_row);
 }
 
 std::vector<int> Trainer::untrained_experts() const {
@@ -172,12 +173,12 @@ bool Trainer::is_trainable(const std::string& name) const {
   const auto role = model::param_role(name);
   if (config_.is_mode()) {  // the backbone is frozen; gates train, expert stacks unless gates-only
     if (role.backbone()) return false;
-    return role.gate() || config_.mode.stage == 1 || config_.mode.train == "gates_experts";
+    return role.gate() || config_.mode.stage == 1 || config_.mode.train == ModeTrain::kGatesExperts;
   }
   if (config_.model.lora_rank > 0) return role.lora();
   const auto& mode = config_.train.trainable;
-  if (mode == "all") return true;
-  if (mode == "ff") return role.feed_forward();
+  if (mode == Trainable::kAll) return true;
+  if (mode == Trainable::kFf) return role.feed_forward();
   if (!role.expert) return false;  // "experts": only those of train_domains
   const auto& domain = config_.data.domains[size_t(*role.expert)];
   const auto& only = config_.train.train_domains;
@@ -232,7 +233,7 @@ StepResult Trainer::train_step() {
     const auto targets = to_device(batch.targets, device_);
     at::Tensor row_loss;
     {
-      const Autocast autocast(device_.type(), config_.train.precision == "bf16");
+      const Autocast autocast(device_.type(), config_.train.precision == Precision::kBf16);
       row_loss = -model_->token_logprobs(inputs, targets, routing).mean(1);  // (B), fp32
     }
     if (faults_.nan_loss_at(state_.step)) row_loss = row_loss * std::nan("");
@@ -271,11 +272,11 @@ void Trainer::prepare_mode() {
   if (mode.stage == 2) return checkpoint::compose_experts(config_, *model_);
   const auto backbone = checkpoint::resolve_checkpoint(mode.backbone);
   const auto backbone_config = checkpoint::checkpoint_config(backbone);
-  if (backbone_config.model.ff != "dense" || backbone_config.is_mode() ||
+  if (backbone_config.model.ff != FeedForward::kDense || backbone_config.is_mode() ||
       backbone_config.model.lora_rank > 0)
     throw Error("mode.backbone=" + backbone + ": expected a DENSE model (model.ff=dense)");
   checkpoint::load_model(backbone, *model_, model::is_backbone_param);
-  if (mode.expert_init == "backbone") checkpoint::init_experts_from_backbone(*model_);
+  if (mode.expert_init == ExpertInit::kBackbone) checkpoint::init_experts_from_backbone(*model_);
 }
 
 std::vector<double> Trainer::validate() {
@@ -337,13 +338,14 @@ void Trainer::check_nonfinite() {
   worst_in_a_row_.zero_();
   if (worst == 0) return;
   const auto& t = config_.train;
-  const int64_t limit = t.nonfinite == "stop" ? 1 : t.nonfinite_limit;
+  const int64_t limit = t.nonfinite == NonFinite::kStop ? 1 : t.nonfinite_limit;
   spdlog::warn(
       "step {}: {:.0f} steps skipped so far for a non-finite gradient norm, {:.0f} in a row",
       state_.step, skipped_total_.item<double>(), worst);
   if (limit > 0 && worst >= double(limit))
     throw Error("step " + std::to_string(state_.step) + ": non-finite gradient norm in " +
-                std::to_string(int64_t(worst)) + " steps in a row (train.nonfinite=" + t.nonfinite +
+                std::to_string(int64_t(worst)) +
+                " steps in a row (train.nonfinite=" + to_string(t.nonfinite) +
                 ", train.nonfinite_limit=" + std::to_string(t.nonfinite_limit) +
                 "); resume from the last checkpoint with a lower optim.lr");
 }

@@ -72,7 +72,7 @@ TEST(CheckpointTest, ExpertFilesHoldOnlyTheirExpert) {
 TEST(CheckpointTest, MetaRecordsTheResolvedExecutionPolicy) {
   const ops::ScopedExecutionPolicy restore(ops::execution_policy());
   auto config = small_config();
-  config.train.cpu_gemm = "auto";
+  config.train.cpu_gemm = CpuGemmChoice::kAuto;
   config.train.fused_cuda_kernels = true;
   ops::apply_execution_policy(config.train);
   const auto run = (std::filesystem::temp_directory_path() / "demix_ckpt_execution").string();

@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 Config small_config(const std::string& expert_scope = "ff") {
   Config c = test_support::small_config();
   c.data.eval_domains = {"delta"};
-  c.model.expert_scope = expert_scope;
+  c.model.expert_scope = parse_choice<ExpertScope>(expert_scope).value();
   return c;
 }
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "demix/core/error.h"
 
@@ -56,7 +57,7 @@ TEST(ConfigTest, OverridesWinOverTheFile) {
   const auto path = write_yaml("demix_ovr.yaml", std::string(kMinimal) + "optim:\n  lr: 0.1\n");
   const auto c = load_config(path, {"optim.lr=0.002", "model.ff=dense", "data.domains=[p, q]"});
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.002);
-  EXPECT_EQ(c.model.ff, "dense");
+  EXPECT_EQ(c.model.ff, FeedForward::kDense);
   EXPECT_EQ(c.data.domains, (std::vector<std::string>{"p", "q"}));
   EXPECT_EQ(c.n_experts(), 0);
 }
@@ -152,6 +153,132 @@ TEST(ConfigTest, RejectsUnknownCpuGemm) {
 }
 TEST(ConfigTest, RejectsUnknownAdaptInit) {
   expect_error(kMinimal, {"adapt.init=random"}, "adapt.init=random: expected closest or merge");
+}
+
+// Every choice key: its enum's table against the spellings the config has always used.
+template <class E>
+void expect_choice_table_round_trips() {
+  const auto table = choices(E{});
+  std::set<std::string> names;
+  std::set<int> values;
+  for (const auto& c : table) {
+    EXPECT_EQ(parse_choice<E>(to_string(c.value)), c.value) << c.name;
+    EXPECT_EQ(to_string(c.value), c.name);
+    EXPECT_TRUE(names.insert(c.name).second) << "spelled twice: " << c.name;
+    EXPECT_TRUE(values.insert(int(c.value)).second) << "listed twice: " << c.name;
+    EXPECT_LT(int(c.value), int(table.size())) << c.name;  // every enumerator 0..N-1 named
+  }
+  EXPECT_FALSE(parse_choice<E>("no_such_choice").has_value());
+  EXPECT_FALSE(parse_choice<E>("").has_value());
+}
+
+TEST(ConfigTest, ChoiceTablesRoundTrip) {
+  expect_choice_table_round_trips<FeedForward>();
+  expect_choice_table_round_trips<ExpertScope>();
+  expect_choice_table_round_trips<DataSampling>();
+  expect_choice_table_round_trips<TokenizerType>();
+  expect_choice_table_round_trips<LrShape>();
+  expect_choice_table_round_trips<CpuGemmChoice>();
+  expect_choice_table_round_trips<Precision>();
+  expect_choice_table_round_trips<Trainable>();
+  expect_choice_table_round_trips<NonFinite>();
+  expect_choice_table_round_trips<EvalPrior>();
+  expect_choice_table_round_trips<EvalPosterior>();
+  expect_choice_table_round_trips<DistBackend>();
+  expect_choice_table_round_trips<AdaptInit>();
+  expect_choice_table_round_trips<ModeTrain>();
+  expect_choice_table_round_trips<ExpertInit>();
+  expect_choice_table_round_trips<ModePlacement>();
+}
+
+struct ChoiceKey {
+  std::string key;                   // section.key
+  std::string fallback;              // the default, as config.yaml spells it
+  std::vector<std::string> allowed;  // in the order the error lists them
+  std::string expected;              // the error's tail, as the string-typed config gave it
+  std::vector<std::string> needs;    // overrides some spellings need to pass validation
+};
+
+const std::vector<ChoiceKey> kChoiceKeys = {
+    {"model.ff", "demix", {"demix", "dense"}, "expected demix or dense", {}},
+    {"model.expert_scope", "ff", {"ff", "block"}, "expected ff or block", {}},
+    {"data.sampling",
+     "balanced",
+     {"balanced", "natural"},
+     "expected balanced or natural",
+     {"model.ff=dense"}},
+    {"tokenizer.type", "bpe", {"bpe", "unigram"}, "expected bpe or unigram", {}},
+    {"optim.schedule",
+     "cosine",
+     {"cosine", "linear", "poly"},
+     "expected cosine, linear or poly",
+     {}},
+    {"train.cpu_gemm", "auto", {"auto", "aten", "openblas"}, "expected auto, aten or openblas", {}},
+    {"train.precision", "fp32", {"fp32", "bf16"}, "expected fp32 or bf16", {}},
+    {"train.trainable", "all", {"all", "experts", "ff"}, "expected all, experts or ff", {}},
+    {"train.nonfinite", "skip", {"skip", "stop"}, "expected skip or stop", {}},
+    {"eval.prior",
+     "uniform",
+     {"uniform", "updating", "cached"},
+     "expected uniform, updating or cached",
+     {}},
+    {"eval.posterior", "prefix", {"prefix", "last_token"}, "expected prefix or last_token", {}},
+    {"dist.backend", "auto", {"auto", "gloo", "nccl"}, "expected auto, gloo or nccl", {}},
+    {"adapt.init", "closest", {"closest", "merge"}, "expected closest or merge", {}},
+    {"mode.train",
+     "gates_experts",
+     {"gates_experts", "gates"},
+     "expected gates_experts or gates",
+     {}},
+    {"mode.expert_init", "backbone", {"backbone", "random"}, "expected backbone or random", {}},
+    {"mode.placement",
+     "data_parallel",
+     {"data_parallel", "branches"},
+     "expected data_parallel or branches",
+     {}},
+};
+
+std::string yaml_line(const std::string& key, const std::string& value) {
+  return "\n  " + key.substr(key.find('.') + 1) + ": " + value + "\n";
+}
+
+TEST(ConfigTest, ChoiceKeysKeepTheirSpellingsAndErrors) {
+  const auto defaults = to_yaml(Config{});
+  for (const auto& k : kChoiceKeys) {
+    SCOPED_TRACE(k.key);
+    EXPECT_NE(defaults.find(yaml_line(k.key, k.fallback)), std::string::npos) << defaults;
+    for (const auto& value : k.allowed) {  // read, written back and read again unchanged
+      auto overrides = k.needs;
+      overrides.push_back(k.key + "=" + value);
+      const auto c = load_config(write_yaml("demix_choice.yaml", kMinimal), overrides);
+      const auto yaml = to_yaml(c);
+      EXPECT_NE(yaml.find(yaml_line(k.key, value)), std::string::npos) << value << "\n" << yaml;
+      EXPECT_EQ(to_yaml(load_config(write_yaml("demix_choice2.yaml", yaml))), yaml) << value;
+    }
+    expect_error(kMinimal, {k.key + "=bogus"}, k.key + "=bogus: " + k.expected);
+  }
+}
+
+// An unknown spelling is reported where its rule always was: an earlier broken rule still wins.
+TEST(ConfigTest, UnknownChoiceKeepsTheOrderOfTheRules) {
+  expect_error(kMinimal, {"model.vocab_size=0", "model.ff=moe"},
+               "model.vocab_size=0: expected > 0");
+  expect_error("", {"train.cpu_gemm=mkl"}, "data.domains: expected at least one training domain");
+  expect_error(kMinimal, {"train.trainable=most", "model.ff=moe"},
+               "model.ff=moe: expected demix or dense");
+}
+
+// The MoDE choices are checked with MoDE off too (an enum holds no unknown spelling).
+TEST(ConfigTest, RejectsUnknownModeChoiceWithModeOff) {
+  expect_error(kMinimal, {"mode.placement=everywhere"},
+               "mode.placement=everywhere: expected data_parallel or branches");
+}
+
+TEST(ConfigTest, ChoiceToStringForMessages) {
+  EXPECT_EQ(to_string(FeedForward::kDense), "dense");
+  EXPECT_EQ(to_string(EvalPosterior::kLastToken), "last_token");
+  EXPECT_EQ(choice_list<LrShape>(), "cosine, linear or poly");
+  EXPECT_EQ(choice_list<FeedForward>(), "demix or dense");
 }
 
 // Found by fuzzing (scripts/fuzz.sh): yaml-cpp's own exceptions escaped the loader.

@@ -134,7 +134,7 @@ TEST(DaptTest, DemixDaptTrainsOnlyTheNewExpertAndForgetsNothing) {
                          "data.sequences_per_domain=3"});
   const auto run = recipes::prepare_adaptation(load_config("configs/tiny.yaml", dapt_overrides));
   EXPECT_EQ(run.data.domains.back(), "glossary");
-  EXPECT_EQ(run.train.trainable, "experts");
+  EXPECT_EQ(run.train.trainable, Trainable::kExperts);
   EXPECT_EQ(run.data.sequences_per_domain, 3);  // the adaptation's batch, not the base model's
   train::Trainer dapt(run);
   dapt.run();

@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 
 Config dense_config() {
   auto c = test_support::small_config();
-  c.model.ff = "dense";
+  c.model.ff = FeedForward::kDense;
   c.model.n_layer = 4;
   return c;
 }
@@ -209,7 +209,7 @@ TEST(LoraTest, StartsAsTheFrozenModelAndOnlyAdaptersGetGradients) {
 
 Config block_config() {
   auto c = test_support::small_config();
-  c.model.expert_scope = "block";
+  c.model.expert_scope = ExpertScope::kBlock;
   c.validate("test");
   return c;
 }
@@ -250,8 +250,8 @@ TEST(BlockExpertsTest, AnExpertFileWithTheSharedOneIsADenseModel) {
   // The independent reference for expert e: a dense model whose tensors are shared.safetensors
   // and experts/<domain>.safetensors, by name, with no renaming.
   auto dense_cfg = config;
-  dense_cfg.model.ff = "dense";
-  dense_cfg.model.expert_scope = "ff";
+  dense_cfg.model.ff = FeedForward::kDense;
+  dense_cfg.model.expert_scope = ExpertScope::kFf;
   const auto [tokens, targets] = batch(3, 11);
   torch::NoGradGuard no_grad;
   m->eval();

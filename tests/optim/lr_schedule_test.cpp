@@ -14,7 +14,7 @@ OptimConfig optim(const std::string& schedule) {
   o.lr = 1.0;
   o.min_lr = 0.1;
   o.warmup_steps = 4;
-  o.schedule = schedule;
+  o.schedule = parse_choice<LrShape>(schedule).value();
   o.poly_power = 2.0;
   return o;
 }

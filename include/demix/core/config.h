@@ -5,11 +5,67 @@
 // saving and `demix config --help`-style listings all walk that one list, so a key can be
 // followed from YAML to its use with a single grep.
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace demix {
+
+// A key that is a choice among fixed spellings is an enum class E with one table,
+// `choices(E)`, of {value, spelling} in the order the error message lists them. Reading,
+// writing, error messages and log lines all go through that table: parse_choice<E>("dense"),
+// to_string(FeedForward::kDense) == "dense", choice_list<E>() == "demix or dense".
+template <class E>
+struct ChoiceName {
+  E value;
+  const char* name;
+};
+
+template <class E, class = void>
+struct is_choice : std::false_type {};
+template <class E>
+struct is_choice<E, std::void_t<decltype(choices(E{}))>> : std::true_type {};
+
+template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
+std::string to_string(E value) {
+  for (const auto& c : choices(value))
+    if (c.value == value) return c.name;
+  return "?";
+}
+
+template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
+std::optional<E> parse_choice(std::string_view name) {
+  for (const auto& c : choices(E{}))
+    if (name == c.name) return c.value;
+  return std::nullopt;
+}
+
+// The allowed spellings as error messages list them: "a or b", "a, b or c".
+template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
+std::string choice_list() {
+  const auto table = choices(E{});
+  std::string out;
+  for (size_t i = 0; i < table.size(); ++i)
+    out += std::string(i == 0 ? "" : i + 1 == table.size() ? " or " : ", ") + table[i].name;
+  return out;
+}
+
+#define DEMIX_CHOICES(E, N) constexpr std::array<ChoiceName<E>, N> choices(E)
+
+// model.ff
+enum class FeedForward { kDemix, kDense };
+DEMIX_CHOICES(FeedForward, 2) {
+  return {{{FeedForward::kDemix, "demix"}, {FeedForward::kDense, "dense"}}};
+}
+// model.expert_scope
+enum class ExpertScope { kFf, kBlock };
+DEMIX_CHOICES(ExpertScope, 2) {
+  return {{{ExpertScope::kFf, "ff"}, {ExpertScope::kBlock, "block"}}};
+}
 
 struct ModelConfig {
   int64_t vocab_size = 4096;
@@ -18,10 +74,10 @@ struct ModelConfig {
   int64_t n_layer = 4;
   int64_t n_head = 4;
   int64_t d_ff = 0;  // 0 = 4 * d_model
-  std::string ff = "demix";
+  FeedForward ff = FeedForward::kDemix;
   std::vector<int64_t> demix_layers;  // empty = every layer
   bool domain_token = false;
-  std::string expert_scope = "ff";
+  ExpertScope expert_scope = ExpertScope::kFf;
   int64_t lora_rank = 0;
   double lora_alpha = 16;
   double init_std = 0.02;
@@ -47,13 +103,19 @@ struct ModelConfig {
   }
 };
 
+// data.sampling
+enum class DataSampling { kBalanced, kNatural };
+DEMIX_CHOICES(DataSampling, 2) {
+  return {{{DataSampling::kBalanced, "balanced"}, {DataSampling::kNatural, "natural"}}};
+}
+
 struct DataConfig {
   std::string corpus = "data/demix12";
   std::vector<std::string> domains;       // training domains = experts, in expert order
   std::vector<std::string> eval_domains;  // extra (novel) domains for evaluation
   std::string tokens_dir = "data/tokens";
   int64_t sequences_per_domain = 2;
-  std::string sampling = "balanced";
+  DataSampling sampling = DataSampling::kBalanced;
   uint64_t seed = 1234;
 
   template <class V>
@@ -70,9 +132,15 @@ struct DataConfig {
   }
 };
 
+// tokenizer.type
+enum class TokenizerType { kBpe, kUnigram };
+DEMIX_CHOICES(TokenizerType, 2) {
+  return {{{TokenizerType::kBpe, "bpe"}, {TokenizerType::kUnigram, "unigram"}}};
+}
+
 struct TokenizerConfig {
   std::string model = "data/tokens/spm.model";
-  std::string type = "bpe";
+  TokenizerType type = TokenizerType::kBpe;
   int64_t sample_bytes_per_domain = 400000;
 
   template <class V>
@@ -84,11 +152,17 @@ struct TokenizerConfig {
   }
 };
 
+// optim.schedule
+enum class LrShape { kCosine, kLinear, kPoly };
+DEMIX_CHOICES(LrShape, 3) {
+  return {{{LrShape::kCosine, "cosine"}, {LrShape::kLinear, "linear"}, {LrShape::kPoly, "poly"}}};
+}
+
 struct OptimConfig {
   double lr = 1e-3;
   double min_lr = 1e-4;
   int64_t warmup_steps = 20;
-  std::string schedule = "cosine";
+  LrShape schedule = LrShape::kCosine;
   double poly_power = 1.0;
   double weight_decay = 0.1;
   double beta1 = 0.9;
@@ -111,13 +185,32 @@ struct OptimConfig {
   }
 };
 
+// train.cpu_gemm
+enum class CpuGemmChoice { kAuto, kAten, kOpenblas };
+DEMIX_CHOICES(CpuGemmChoice, 3) {
+  return {{{CpuGemmChoice::kAuto, "auto"},
+           {CpuGemmChoice::kAten, "aten"},
+           {CpuGemmChoice::kOpenblas, "openblas"}}};
+}
+// train.precision
+enum class Precision { kFp32, kBf16 };
+DEMIX_CHOICES(Precision, 2) { return {{{Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}}}; }
+// train.trainable
+enum class Trainable { kAll, kExperts, kFf };
+DEMIX_CHOICES(Trainable, 3) {
+  return {{{Trainable::kAll, "all"}, {Trainable::kExperts, "experts"}, {Trainable::kFf, "ff"}}};
+}
+// train.nonfinite
+enum class NonFinite { kSkip, kStop };
+DEMIX_CHOICES(NonFinite, 2) { return {{{NonFinite::kSkip, "skip"}, {NonFinite::kStop, "stop"}}}; }
+
 struct TrainConfig {
   int64_t steps = 200;
   int64_t grad_accum = 1;
   uint64_t seed = 1337;
   int64_t threads = 0;
   std::string device = "cpu";
-  std::string precision = "fp32";
+  Precision precision = Precision::kFp32;
   std::string out_dir = "runs/tiny";
   int64_t log_every = 10;
   int64_t eval_every = 100;
@@ -126,11 +219,11 @@ struct TrainConfig {
   int64_t keep_checkpoints = 2;
   std::string init_from;
   std::vector<std::string> train_domains;
-  std::string trainable = "all";
-  std::string nonfinite = "skip";
+  Trainable trainable = Trainable::kAll;
+  NonFinite nonfinite = NonFinite::kSkip;
   int64_t nonfinite_limit = 10;
   bool fused_cuda_kernels = false;
-  std::string cpu_gemm = "auto";
+  CpuGemmChoice cpu_gemm = CpuGemmChoice::kAuto;
 
   template <class V>
   void visit(V& v) {
@@ -167,13 +260,26 @@ struct TrainConfig {
   }
 };
 
+// eval.prior
+enum class EvalPrior { kUniform, kUpdating, kCached };
+DEMIX_CHOICES(EvalPrior, 3) {
+  return {{{EvalPrior::kUniform, "uniform"},
+           {EvalPrior::kUpdating, "updating"},
+           {EvalPrior::kCached, "cached"}}};
+}
+// eval.posterior
+enum class EvalPosterior { kPrefix, kLastToken };
+DEMIX_CHOICES(EvalPosterior, 2) {
+  return {{{EvalPosterior::kPrefix, "prefix"}, {EvalPosterior::kLastToken, "last_token"}}};
+}
+
 struct EvalConfig {
   std::vector<std::string> splits = {"valid", "test"};
   int64_t max_tokens = 65536;
   int64_t batch_size = 8;
-  std::string prior = "uniform";
+  EvalPrior prior = EvalPrior::kUniform;
   double alpha = 0.3;
-  std::string posterior = "prefix";
+  EvalPosterior posterior = EvalPosterior::kPrefix;
   int64_t top_k = 2;
   int64_t prior_blocks = 100;
   int64_t mix_max_tokens = 8192;
@@ -193,8 +299,15 @@ struct EvalConfig {
   }
 };
 
+// dist.backend
+enum class DistBackend { kAuto, kGloo, kNccl };
+DEMIX_CHOICES(DistBackend, 3) {
+  return {
+      {{DistBackend::kAuto, "auto"}, {DistBackend::kGloo, "gloo"}, {DistBackend::kNccl, "nccl"}}};
+}
+
 struct DistConfig {
-  std::string backend = "auto";
+  DistBackend backend = DistBackend::kAuto;
   int64_t timeout_s = 300;
   int64_t bucket_mb = 25;
   bool overlap = true;
@@ -209,10 +322,16 @@ struct DistConfig {
   }
 };
 
+// adapt.init
+enum class AdaptInit { kClosest, kMerge };
+DEMIX_CHOICES(AdaptInit, 2) {
+  return {{{AdaptInit::kClosest, "closest"}, {AdaptInit::kMerge, "merge"}}};
+}
+
 struct AdaptConfig {
   std::string base;
   std::string domain;
-  std::string init = "closest";
+  AdaptInit init = AdaptInit::kClosest;
 
   template <class V>
   void visit(V& v) {
@@ -224,6 +343,23 @@ struct AdaptConfig {
   }
 };
 
+// mode.train
+enum class ModeTrain { kGatesExperts, kGates };
+DEMIX_CHOICES(ModeTrain, 2) {
+  return {{{ModeTrain::kGatesExperts, "gates_experts"}, {ModeTrain::kGates, "gates"}}};
+}
+// mode.expert_init
+enum class ExpertInit { kBackbone, kRandom };
+DEMIX_CHOICES(ExpertInit, 2) {
+  return {{{ExpertInit::kBackbone, "backbone"}, {ExpertInit::kRandom, "random"}}};
+}
+// mode.placement
+enum class ModePlacement { kDataParallel, kBranches };
+DEMIX_CHOICES(ModePlacement, 2) {
+  return {
+      {{ModePlacement::kDataParallel, "data_parallel"}, {ModePlacement::kBranches, "branches"}}};
+}
+
 // Modular Domain Experts (Schafhalter et al., 2024): a frozen dense backbone split by depth into
 // `blocks`; each block gets one stack of transformer layers per domain beside its backbone layers,
 // mixed per token by a gate softmax(Linear(x)) with one output per branch.
@@ -233,9 +369,9 @@ struct ModeConfig {
   int64_t stage = 1;
   std::string backbone;
   std::string experts_from;
-  std::string train = "gates_experts";
-  std::string expert_init = "backbone";
-  std::string placement = "data_parallel";
+  ModeTrain train = ModeTrain::kGatesExperts;
+  ExpertInit expert_init = ExpertInit::kBackbone;
+  ModePlacement placement = ModePlacement::kDataParallel;
 
   template <class V>
   void visit(V& v) {
@@ -288,7 +424,9 @@ struct Config {
     all.insert(all.end(), data.eval_domains.begin(), data.eval_domains.end());
     return all;
   }
-  int64_t n_experts() const { return model.ff == "demix" ? int64_t(data.domains.size()) : 0; }
+  int64_t n_experts() const {
+    return model.ff == FeedForward::kDemix ? int64_t(data.domains.size()) : 0;
+  }
   bool is_mode() const { return mode.blocks > 0; }
   int64_t d_ff() const { return model.d_ff > 0 ? model.d_ff : 4 * model.d_model; }
 };
@@ -306,5 +444,7 @@ std::string config_reference();
 
 // The resolved config as YAML, every field present; load_config of it gives the same Config.
 std::string to_yaml(Config config);
+
+#undef DEMIX_CHOICES
 
 }  // namespace demix

@@ -20,7 +20,7 @@ class LrSchedule {
  private:
   double peak_, min_, power_;
   int64_t warmup_, total_;
-  std::string shape_;
+  bool cosine_;  // else (1 - progress)^power
 };
 
 }  // namespace demix::optim
