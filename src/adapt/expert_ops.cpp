@@ -6,8 +6,8 @@
 #include <numeric>
 
 #include "demix/core/error.h"
+#include "demix/core/file.h"
 #include "demix/core/hash.h"
-#include "demix/core/json.h"
 #include "demix/core/manifest.h"
 #include "demix/core/safetensors.h"
 #include "demix/data/tokenizer.h"

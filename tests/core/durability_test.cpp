@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "demix/core/error.h"
-#include "demix/core/json.h"
+#include "demix/core/file.h"
 #include "demix/train/checkpoint.h"
 #include "support/small_config.h"
 

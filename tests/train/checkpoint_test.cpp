@@ -3,13 +3,13 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "demix/core/error.h"
+#include "demix/core/json.h"
 #include "demix/core/manifest.h"
 #include "demix/model/execution_policy.h"
 #include "demix/train/optimizer.h"
@@ -78,13 +78,14 @@ TEST(CheckpointTest, MetaRecordsTheResolvedExecutionPolicy) {
   const auto run = (std::filesystem::temp_directory_path() / "demix_ckpt_execution").string();
   std::filesystem::remove_all(run);
   model::Gpt m(model::GptConfig::from(config), 2);
-  const auto meta = YAML::LoadFile(save_checkpoint(run, *m, nullptr, config, {}, 1) + "/meta.json");
-  const auto execution = meta["execution"];
+  const auto meta =
+      read_json_file(save_checkpoint(run, *m, nullptr, config, {}, 1) + "/meta.json", "meta");
+  const auto& execution = meta.at("execution");
   // "auto" is resolved on this machine: the library the GEMMs actually went through
-  EXPECT_EQ(execution["cpu_gemm"].as<std::string>(),
+  EXPECT_EQ(execution.at("cpu_gemm").get<std::string>(),
             model::to_string(model::parse_cpu_gemm("auto")));
-  EXPECT_TRUE(execution["fused_cuda_kernels"].as<bool>());
-  EXPECT_EQ(execution["threads"].as<int>(), at::get_num_threads());
+  EXPECT_TRUE(execution.at("fused_cuda_kernels").get<bool>());
+  EXPECT_EQ(execution.at("threads").get<int>(), at::get_num_threads());
 }
 
 TEST(CheckpointTest, KeepsTheNewestN) {
