@@ -5,7 +5,6 @@
 #include <sys/resource.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,7 +19,9 @@
 #include "demix/core/autocast.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
+#include "demix/core/file.h"
 #include "demix/core/host_memory.h"
+#include "demix/core/json.h"
 #include "demix/core/safetensors.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
@@ -253,14 +254,18 @@ std::string run_bench(Config config, const BenchOptions& options) {
     release_cached_device_memory(compute_device);  // the reference shares the GPU
     if (std::system(command.str().c_str()) != 0)
       throw Error("bench: the PyTorch reference failed (its loss check or run): " + command.str());
-    const auto reference = YAML::LoadFile(json);
+    const auto reference = read_json_file(json, "benchmark reference report");
     std::map<std::string, double> step_s;
-    for (const char* variant : {"eager", "compile"})
-      if (reference[variant]) {
-        step_s[variant] = reference[variant]["step_s"].as<double>();
-        if (reference[variant]["peak_device_mb"])
-          reference_peak_mb[variant] = reference[variant]["peak_device_mb"].as<double>();
-      }
+    try {
+      for (const char* variant : {"eager", "compile"})
+        if (const auto run = reference.find(variant); run != reference.end()) {
+          step_s[variant] = run->at("step_s").get<double>();
+          if (run->contains("peak_device_mb"))
+            reference_peak_mb[variant] = run->at("peak_device_mb").get<double>();
+        }
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(json + ": unreadable benchmark reference report: " + json_message(e));
+    }
     return step_s;
   };
 
@@ -316,23 +321,22 @@ std::string run_bench(Config config, const BenchOptions& options) {
     if (E > 2) time_eval("eval mixing, top-2", std::vector<double>(size_t(E), 1.0), 2);
   }
 
-  JsonObject report, ours;
-  ours.add("step_s", step_s).add("tokens_per_s", tokens_per_s).add("mfu", mfu);
-  if (peak_device_mb > 0) ours.add("peak_device_mb", peak_device_mb);
-  report.add("device", device)
-      .add("threads", threads)
-      .add("precision", to_string(config.train.precision))
-      .add("fused_cuda_kernels", config.train.fused_cuda_kernels)
-      .add("gemm_flops_per_s", peak)
-      .add("cpu_gemm", ops::to_string(cpu_gemm))
-      .add("parameters", int64_t(model.num_params()))
-      .add("active_parameters", active)
-      .add("flops_per_token", flops_per_token)
-      .add("tokens_per_step", tokens_per_step)
-      .add("initial_loss", initial_loss)
-      .add("peak_rss_mb", peak_rss_mb)
-      .add("demix", ours);
-  for (const auto& [name, rate] : eval_rates) report.add(name + " tokens_per_s", rate);
+  Json ours = {{"step_s", step_s}, {"tokens_per_s", tokens_per_s}, {"mfu", mfu}};
+  if (peak_device_mb > 0) ours["peak_device_mb"] = peak_device_mb;
+  Json report = {{"device", device},
+                 {"threads", threads},
+                 {"precision", to_string(config.train.precision)},
+                 {"fused_cuda_kernels", config.train.fused_cuda_kernels},
+                 {"gemm_flops_per_s", peak},
+                 {"cpu_gemm", ops::to_string(cpu_gemm)},
+                 {"parameters", int64_t(model.num_params())},
+                 {"active_parameters", active},
+                 {"flops_per_token", flops_per_token},
+                 {"tokens_per_step", tokens_per_step},
+                 {"initial_loss", initial_loss},
+                 {"peak_rss_mb", peak_rss_mb},
+                 {"demix", ours}};
+  for (const auto& [name, rate] : eval_rates) report[name + " tokens_per_s"] = rate;
 
   std::string table =
       "| training | tokens/s | step ms (median) | MFU | demix speed / this "
@@ -344,15 +348,16 @@ std::string run_bench(Config config, const BenchOptions& options) {
              " |\n";
   };
   row("demix (C++)", step_s);
-  report.add("rounds", options.rounds).add("demix_step_s_rounds", ours_rounds);
+  report["rounds"] = options.rounds;
+  report["demix_step_s_rounds"] = ours_rounds;
   for (const std::string variant : {"eager", "compile"}) {
     if (!reference_rounds.count(variant)) continue;
     const auto& rounds = reference_rounds[variant];
     row("PyTorch " + variant, median(rounds));
-    report.add("reference_" + variant + "_step_s", median(rounds))
-        .add("reference_" + variant + "_step_s_rounds", rounds);
+    report["reference_" + variant + "_step_s"] = median(rounds);
+    report["reference_" + variant + "_step_s_rounds"] = rounds;
     if (reference_peak_mb.count(variant))
-      report.add("reference_" + variant + "_peak_device_mb", reference_peak_mb[variant]);
+      report["reference_" + variant + "_peak_device_mb"] = reference_peak_mb[variant];
   }
   if (options.profile_steps > 0) {
     spdlog::info("bench: profiling {} training steps", options.profile_steps);
@@ -366,7 +371,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
     table += "| " + name + " | " + fmt("%.0f", rate) + " |\n";
   std::string per_library;
   for (const auto& [library, flops] : peaks) {
-    report.add(std::string(ops::to_string(library)) + "_gemm_flops_per_s", flops);
+    report[std::string(ops::to_string(library)) + "_gemm_flops_per_s"] = flops;
     if (peaks.size() > 1)
       per_library += std::string(per_library.empty() ? ": " : ", ") + ops::to_string(library) +
                      " " + fmt("%.1f", flops / 1e9);
@@ -385,7 +390,7 @@ std::string run_bench(Config config, const BenchOptions& options) {
       table += ", PyTorch " + variant + " " + fmt("%.0f", mb) + " MB";
     table += "\n";
   }
-  write_file_atomic(options.out + "/bench.json", report.str() + "\n");
+  write_json_file(options.out + "/bench.json", report);
   write_file_atomic(options.out + "/bench.md", table);
   return table;
 }

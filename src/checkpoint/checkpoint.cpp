@@ -1,7 +1,6 @@
 #include "demix/checkpoint/checkpoint.h"
 
 #include <spdlog/spdlog.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +10,7 @@
 
 #include "demix/checkpoint/layout.h"
 #include "demix/core/error.h"
+#include "demix/core/file.h"
 #include "demix/core/json.h"
 #include "demix/core/manifest.h"
 #include "demix/ops/execution_policy.h"
@@ -234,21 +234,17 @@ void check_expert_domain(const std::string& file, const std::string& domain) {
 }
 
 void seal_checkpoint(const std::string& checkpoint, const Config& config, TrainState state) {
-  JsonObject meta;
-  meta.add("format", kFormat)
-      .add("step", state.step)
-      .add("data_cursor", state.data_cursor)
-      .add("experts", expert_domains(config))
-      .add("tokenizer", config.tokenizer.model);
+  Json meta = {{"format", kFormat},
+               {"step", state.step},
+               {"data_cursor", state.data_cursor},
+               {"experts", expert_domains(config)},
+               {"tokenizer", config.tokenizer.model}};
   // How the process that wrote it ran the model; none for an expert command, which runs none.
-  if (const auto& policy = ops::execution_policy(); policy.threads > 0) {
-    JsonObject execution;
-    execution.add("cpu_gemm", ops::to_string(policy.cpu_gemm))
-        .add("fused_cuda_kernels", policy.fused_cuda_kernels)
-        .add("threads", policy.threads);
-    meta.add("execution", execution);
-  }
-  write_file_atomic((fs::path(checkpoint) / layout::kMeta).string(), meta.str() + "\n");
+  if (const auto& policy = ops::execution_policy(); policy.threads > 0)
+    meta["execution"] = {{"cpu_gemm", ops::to_string(policy.cpu_gemm)},
+                         {"fused_cuda_kernels", policy.fused_cuda_kernels},
+                         {"threads", policy.threads}};
+  write_json_file((fs::path(checkpoint) / layout::kMeta).string(), meta);
   write_file_atomic((fs::path(checkpoint) / layout::kConfig).string(), to_yaml(config));
   write_manifest(checkpoint);
 }
@@ -361,19 +357,17 @@ Config checkpoint_config(const std::string& checkpoint) {
 TrainState checkpoint_state(const std::string& checkpoint) {
   Manifest(checkpoint).verify(layout::kMeta);
   const auto path = (fs::path(checkpoint) / layout::kMeta).string();
+  const auto meta = read_json_file(path, "checkpoint metadata");
   try {
-    const auto meta = YAML::LoadFile(path);
-    if (meta["format"].as<int>() != kFormat)
-      throw Error(path + ": checkpoint format " + meta["format"].as<std::string>() + ", expected " +
+    if (meta.at("format") != kFormat)
+      throw Error(path + ": checkpoint format " + meta.at("format").dump() + ", expected " +
                   std::to_string(kFormat));
-    for (const char* key : {"step", "data_cursor"}) {
-      const auto text = meta[key].as<std::string>();
-      if (text.rfind('-', 0) == 0)
-        throw Error(path + ": " + key + "=" + text + ", expected a count >= 0");
-    }
-    return {meta["step"].as<int64_t>(), meta["data_cursor"].as<uint64_t>()};
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": unreadable checkpoint metadata: " + e.msg);
+    for (const char* key : {"step", "data_cursor"})
+      if (!meta.at(key).is_number_unsigned())
+        throw Error(path + ": " + key + "=" + meta.at(key).dump() + ", expected a count >= 0");
+    return {meta.at("step").get<int64_t>(), meta.at("data_cursor").get<uint64_t>()};
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": unreadable checkpoint metadata: " + json_message(e));
   }
 }
 

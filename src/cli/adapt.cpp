@@ -3,6 +3,8 @@
 
 #include <iostream>
 
+#include "demix/core/file.h"
+#include "demix/core/json.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
 #include "demix/recipes/dapt.h"
@@ -30,11 +32,11 @@ void add_adapt_command(CLI::App& app) {
     if (run.n_experts() > 0) {
       const auto rows = eval::mixture_table(model, run);
       table = eval::format_mixture_table(rows);
-      write_file_atomic(out + "/mixture.json", eval::mixture_json(rows, run.data.domains));
+      write_json_file(out + "/mixture.json", eval::mixture_json(rows, run.data.domains));
     } else {
       const auto scores = eval::evaluate(model, run, {"test"}, run.eval.max_tokens);
       table = eval::format_table(scores);
-      write_file_atomic(out + "/eval.json", eval::to_json(scores).str() + "\n");
+      write_json_file(out + "/eval.json", eval::to_json(scores));
     }
     std::cout << table;
     write_file_atomic(out + "/eval.md", table);

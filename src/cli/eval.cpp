@@ -9,8 +9,11 @@
 
 #include "demix/checkpoint/checkpoint.h"
 #include "demix/checkpoint/layout.h"
+#include "demix/core/csv.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
+#include "demix/core/file.h"
+#include "demix/core/json.h"
 #include "demix/data/corpus.h"
 #include "demix/data/tokenizer.h"
 #include "demix/eval/mixture.h"
@@ -135,8 +138,7 @@ void mixture_report(EvalModel& m, const std::string& out) {
   const auto file = data::open_split(m.config, domains[0], "test");
   const auto trace = eval::block_posterior_trace(
       m.scorer(), data::eval_windows(*file, m.config.model.seq_len, m.config.model.seq_len),
-      eval::Prior::uniform(m.config.n_experts()),
-      eval::parse_posterior(to_string(m.config.eval.posterior)));
+      eval::Prior::uniform(m.config.n_experts()), m.config.eval.posterior);
   if (!m.writes()) return;
   const auto table = eval::format_mixture_table(rows);
   std::cout << "test perplexity (" << m.config.eval.mix_max_tokens
@@ -144,19 +146,19 @@ void mixture_report(EvalModel& m, const std::string& out) {
             << " valid blocks)\n"
             << table;
   write_file_atomic(out + "/mixture.md", table);
-  write_file_atomic(out + "/mixture.json", eval::mixture_json(rows, m.experts()));
+  write_json_file(out + "/mixture.json", eval::mixture_json(rows, m.experts()));
   write_file_atomic(out + "/posterior.csv", eval::posterior_csv(rows, m.experts()));
 
-  std::string csv = "position";
-  for (const auto& e : m.experts()) csv += "," + e;
-  csv += "\n";
-  for (int64_t t = 0; t < trace.size(0); ++t) {
-    csv += std::to_string(t);
-    for (int64_t j = 0; j < trace.size(1); ++j)
-      csv += "," + std::to_string(trace[t][j].item<double>());
-    csv += "\n";
+  std::vector<std::string> positions;
+  std::vector<std::vector<double>> posteriors;
+  const auto probs = trace.to(torch::kDouble).contiguous();
+  for (int64_t t = 0; t < probs.size(0); ++t) {
+    positions.push_back(std::to_string(t));
+    posteriors.emplace_back(probs[t].data_ptr<double>(),
+                            probs[t].data_ptr<double>() + probs.size(1));
   }
-  write_file_atomic(out + "/posterior_positions.csv", csv);
+  write_file_atomic(out + "/posterior_positions.csv",
+                    csv_table("position", m.experts(), positions, posteriors));
 
   const std::string command = ".venv/bin/python scripts/plot_posterior.py " + out +
                               "/posterior.csv " + out + "/posterior_positions.csv --title '" +
@@ -179,12 +181,16 @@ void write_token_logprobs(EvalModel& m, const std::string& text, const std::stri
   m.model->eval();
   const auto windows = text_to_score(m, text).windows;
   const auto device = m.model->wte->weight.device();
+  auto ids = [](const at::Tensor& row) {
+    const auto d = row.to(torch::kLong).contiguous();
+    return std::vector<int64_t>(d.data_ptr<int64_t>(), d.data_ptr<int64_t>() + d.numel());
+  };
   auto values = [](const at::Tensor& row) {
     const auto d = row.to(torch::kDouble).contiguous();
     return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
   };
   const int64_t n = windows.inputs.size(0), batch = m.config.eval.batch_size;
-  std::vector<JsonObject> rows;
+  Json rows = Json::array();
   for (int64_t start = 0; start < n; start += batch) {
     const int64_t count = std::min(batch, n - start);
     const auto inputs = windows.inputs.narrow(0, start, count);
@@ -194,15 +200,12 @@ void write_token_logprobs(EvalModel& m, const std::string& text, const std::stri
         m.model->token_logprobs(to_device(inputs, device), to_device(targets, device), routing)
             .to(torch::kCPU, torch::kDouble);
     for (int64_t i = 0; i < count; ++i)
-      rows.push_back(JsonObject()
-                         .add("inputs", values(inputs[i]))
-                         .add("targets", values(targets[i]))
-                         .add("logprobs", values(logprobs[i])));
+      rows.push_back({{"inputs", ids(inputs[i])},
+                      {"targets", ids(targets[i])},
+                      {"logprobs", values(logprobs[i])}});
   }
-  JsonObject report;
-  report.add("checkpoint", m.checkpoint).add("text", text).add("domain", domain);
-  report.add_array("windows", rows);
-  write_file_atomic(out, report.str() + "\n");
+  write_json_file(
+      out, {{"checkpoint", m.checkpoint}, {"text", text}, {"domain", domain}, {"windows", rows}});
   spdlog::info("wrote {}: {} windows of {} tokens", out, rows.size(), windows.inputs.size(1));
 }
 
@@ -217,8 +220,8 @@ void mix_texts(EvalModel& m, const std::vector<ScoredText>& texts, const eval::P
   int64_t blocks = 0;
   for (const auto& text : texts) blocks += text.windows.inputs.size(0);
   eval::Progress progress("mix", blocks);
-  const eval::MixtureOptions options{eval::parse_posterior(to_string(m.config.eval.posterior)),
-                                     top_k, m.config.eval.batch_size, &progress};
+  const eval::MixtureOptions options{m.config.eval.posterior, top_k, m.config.eval.batch_size,
+                                     &progress};
   for (const auto& text : texts) {
     progress.stage(text.name);
     auto moving = prior;  // an updating prior starts afresh on each text
@@ -333,9 +336,9 @@ void add_eval_command(CLI::App& app) {
     if (m.config.n_experts() > 0 && !m.config.data.eval_domains.empty())
       spdlog::info("novel domains need mixing: demix eval {} --mixture", args->checkpoint);
     const auto path = args->output.empty() ? dir + "/eval.json" : args->output;
-    JsonObject report = eval::to_json(scores);
-    report.add("checkpoint", m.checkpoint);
-    write_file_atomic(path, report.str() + "\n");
+    auto report = eval::to_json(scores);
+    report["checkpoint"] = m.checkpoint;
+    write_json_file(path, report);
     spdlog::info("wrote {}", path);
   });
 }
@@ -367,8 +370,7 @@ void add_prior_command(CLI::App& app) {
         args->text.empty() ? data::eval_windows(*data::open_split(m.config, args->domain, "valid"),
                                                 m.config.model.seq_len, 0)
                            : text_to_score(m, args->text).windows;
-    const eval::MixtureOptions options{eval::parse_posterior(to_string(m.config.eval.posterior)), 0,
-                                       m.config.eval.batch_size};
+    const eval::MixtureOptions options{m.config.eval.posterior, 0, m.config.eval.batch_size};
     const auto blocks = std::min<int64_t>(m.config.eval.prior_blocks, held_out.inputs.size(0));
     const auto prior =
         eval::estimate_prior(m.scorer(), held_out, blocks, m.config.eval.alpha, options);

@@ -62,7 +62,7 @@ void add_generate_command(CLI::App& app) {
     const bool has_experts = config.n_experts() > 0;
 
     generate::ExpertChoice experts;
-    experts.posterior = eval::parse_posterior(to_string(config.eval.posterior));
+    experts.posterior = config.eval.posterior;
     if (!args->domain.empty()) {
       const auto it = std::find(domains.begin(), domains.end(), args->domain);
       if (it == domains.end())

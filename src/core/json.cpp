@@ -1,158 +1,43 @@
 #include "demix/core/json.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
-#include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "demix/core/error.h"
+#include "demix/core/file.h"
 
 namespace demix {
 
-std::string json_quote(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
+std::string json_message(const nlohmann::json::exception& e) {
+  const std::string message = e.what();  // "[json.exception.name.id] what"
+  const auto end = message.find("] ");
+  return message.rfind("[json.exception.", 0) == 0 && end != std::string::npos
+             ? message.substr(end + 2)
+             : message;
 }
 
-JsonObject& JsonObject::raw(std::string_view key, const std::string& json) {
-  if (!body_.empty()) body_ += ", ";
-  body_ += json_quote(key) + ": " + json;
-  return *this;
+std::string json_text(const Json& value, int indent) {
+  // Bytes that are not UTF-8 (a name or a text read from disk) become U+FFFD, not an exception.
+  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
-JsonObject& JsonObject::add(std::string_view key, double value) {
-  if (!std::isfinite(value)) return raw(key, "null");
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", value);
-  return raw(key, buf);
-}
-JsonObject& JsonObject::add(std::string_view key, int64_t value) {
-  return raw(key, std::to_string(value));
-}
-JsonObject& JsonObject::add(std::string_view key, uint64_t value) {
-  return raw(key, std::to_string(value));
-}
-JsonObject& JsonObject::add(std::string_view key, bool value) {
-  return raw(key, value ? "true" : "false");
-}
-JsonObject& JsonObject::add(std::string_view key, std::string_view value) {
-  return raw(key, json_quote(value));
-}
-JsonObject& JsonObject::add(std::string_view key, const std::vector<std::string>& values) {
-  std::string list = "[";
-  for (size_t i = 0; i < values.size(); ++i) list += (i ? ", " : "") + json_quote(values[i]);
-  return raw(key, list + "]");
-}
-JsonObject& JsonObject::add(std::string_view key, const std::vector<double>& values) {
-  std::string list = "[";
-  for (size_t i = 0; i < values.size(); ++i) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.17g", values[i]);
-    list += (i ? ", " : "") + std::string(buf);
-  }
-  return raw(key, list + "]");
-}
-JsonObject& JsonObject::add(std::string_view key, const JsonObject& value) {
-  return raw(key, value.str());
-}
-JsonObject& JsonObject::add_array(std::string_view key, const std::vector<JsonObject>& values) {
-  std::string list = "[";
-  for (size_t i = 0; i < values.size(); ++i) list += (i ? ",\n  " : "") + values[i].str();
-  return raw(key, list + "]");
+void write_json_file(const std::string& path, const Json& value) {
+  write_file_atomic(path, json_text(value, 2) + "\n");
 }
 
-std::string temp_path_for(const std::string& path) {
-  static std::atomic<uint64_t> counter{0};
-  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-}
-
-namespace {
-
-std::string system_error(const std::string& path, const std::string& what) {
-  return path + ": " + what + ": " + std::strerror(errno);
-}
-
-// Writes every byte, fsyncs and closes `fd`; the message names the first failure.
-void write_all_and_close(int fd, const std::string& text, const std::string& path) {
-  for (size_t done = 0; done < text.size();) {
-    const auto n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n == 0) errno = ENOSPC;  // no progress: never loop forever
-      const auto message = system_error(path, "cannot write");
-      ::close(fd);
-      throw Error(message);
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0) {
-    const auto message = system_error(path, "cannot write (fsync)");
-    ::close(fd);
-    throw Error(message);
-  }
-  if (::close(fd) != 0) throw Error(system_error(path, "cannot write (close)"));
-}
-
-}  // namespace
-
-void sync_directory(const std::string& dir) {
-  const auto name = dir.empty() ? std::string(".") : dir;
-  const int fd = ::open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw Error(system_error(name, "cannot open the directory to sync it"));
-  // EINVAL: a file system that cannot sync directories
-  if (::fsync(fd) != 0 && errno != EINVAL) {
-    const auto message = system_error(name, "cannot sync the directory");
-    ::close(fd);
-    throw Error(message);
-  }
-  if (::close(fd) != 0) throw Error(system_error(name, "cannot close the directory"));
-}
-
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const auto parent = std::filesystem::path(path).parent_path();
-  std::error_code error;
-  if (!parent.empty()) std::filesystem::create_directories(parent, error);
-  if (error) throw Error(path + ": cannot create its directory: " + error.message());
-  const std::string tmp = temp_path_for(path);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(system_error(path, "cannot write"));
+Json parse_json(const std::string& text, const std::string& path, const std::string& what) {
   try {
-    write_all_and_close(fd, text, path);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw Error(system_error(path, "cannot rename"));
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
+    return Json::parse(text);
+  } catch (const nlohmann::json::exception& e) {  // a parse_error, or a number out of range
+    throw Error(path + ": malformed " + what + " (JSON): " + json_message(e));
   }
-  sync_directory(parent.string());  // the rename itself survives a power loss
+}
+
+Json read_json_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot read " + what);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  return parse_json(text, path, what);
 }
 
 }  // namespace demix

@@ -1,7 +1,5 @@
 #include "demix/core/manifest.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "demix/core/error.h"
+#include "demix/core/file.h"
 #include "demix/core/hash.h"
 #include "demix/core/json.h"
 
@@ -50,18 +49,13 @@ void write_manifest(const std::string& dir) {
     if (entry.is_regular_file() && rel != "manifest.json") files.push_back(rel);
   }
   std::sort(files.begin(), files.end());
-  std::vector<JsonObject> items;
+  Json items = Json::array();
   for (const auto& rel : files) {
     const auto path = (fs::path(dir) / rel).string();
-    JsonObject item;
-    item.add("path", rel)
-        .add("bytes", int64_t(fs::file_size(path)))
-        .add("checksum", file_checksum(path));
-    items.push_back(item);
+    items.push_back(
+        {{"path", rel}, {"bytes", fs::file_size(path)}, {"checksum", file_checksum(path)}});
   }
-  JsonObject manifest;
-  manifest.add_array("files", items);
-  write_file_atomic((fs::path(dir) / "manifest.json").string(), manifest.str() + "\n");
+  write_json_file((fs::path(dir) / "manifest.json").string(), {{"files", items}});
 }
 
 Manifest::Manifest(const std::string& dir) : dir_(dir) {
@@ -69,14 +63,19 @@ Manifest::Manifest(const std::string& dir) : dir_(dir) {
   if (!fs::exists(path))
     throw Error(dir +
                 ": no manifest.json (an incomplete checkpoint, or one from before manifests)");
+  const auto manifest = read_json_file(path, "manifest");
+  const auto files = manifest.is_object() ? manifest.find("files") : manifest.end();
+  if (files == manifest.end() || !files->is_array())
+    throw Error(path + ": expected a list under 'files'");
   try {
-    const auto files = YAML::LoadFile(path)["files"];
-    if (!files.IsSequence()) throw Error(path + ": expected a list under 'files'");
-    for (const auto& item : files)
-      files_[item["path"].as<std::string>()] = {item["bytes"].as<uintmax_t>(),
-                                                item["checksum"].as<std::string>()};
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": unreadable manifest: " + e.msg);
+    for (const auto& item : *files) {
+      if (!item.at("bytes").is_number_unsigned())
+        throw Error(path + ": 'bytes' of " + item.at("path").dump() + " is not a count");
+      files_[item.at("path").get<std::string>()] = {item.at("bytes").get<uintmax_t>(),
+                                                    item.at("checksum").get<std::string>()};
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": unreadable manifest: " + json_message(e));
   }
 }
 

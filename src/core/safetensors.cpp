@@ -1,13 +1,13 @@
 #include "demix/core/safetensors.h"
 
 #include <ATen/ATen.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cstring>
 #include <fstream>
 #include <iterator>
 
 #include "demix/core/error.h"
+#include "demix/core/file.h"
 #include "demix/core/json.h"
 
 namespace demix {
@@ -28,28 +28,21 @@ at::ScalarType dtype_of(const std::string& name, const std::string& path) {
 void save_safetensors(const std::string& path, const TensorDict& tensors,
                       const std::map<std::string, std::string>& metadata) {
   std::vector<at::Tensor> contiguous;
-  std::string header = "{";
+  Json json = Json::object();
   uint64_t offset = 0;
-  if (!metadata.empty()) {
-    JsonObject meta;
-    for (const auto& [k, v] : metadata) meta.add(k, v);
-    header += "\"__metadata__\": " + meta.str();
-  }
+  if (!metadata.empty()) json["__metadata__"] = metadata;
   for (const auto& [name, tensor] : tensors) {  // std::map: names sorted, as the format asks
     auto t = tensor.detach().to(at::kCPU).contiguous();
     const auto dtype = kDtypeNames.find(t.scalar_type());
     TORCH_CHECK(dtype != kDtypeNames.end(), "safetensors: unsupported dtype for ", name);
-    std::string shape = "[";
-    for (int64_t d = 0; d < t.dim(); ++d) shape += (d ? "," : "") + std::to_string(t.size(d));
     const uint64_t bytes = t.numel() * t.element_size();
-    if (header.size() > 1) header += ", ";
-    header += json_quote(name) + ": {\"dtype\": \"" + dtype->second + "\", \"shape\": " + shape +
-              "], \"data_offsets\": [" + std::to_string(offset) + ", " +
-              std::to_string(offset + bytes) + "]}";
+    json[name] = {{"dtype", dtype->second},
+                  {"shape", t.sizes().vec()},
+                  {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     contiguous.push_back(t);
   }
-  header += "}";
+  std::string header = json.dump();
   header.append((8 - header.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
   std::string file(8, '\0');
   const uint64_t header_size = header.size();
@@ -64,8 +57,8 @@ void save_safetensors(const std::string& path, const TensorDict& tensors,
 namespace {
 
 // The JSON header of a safetensors file whose first `available` bytes are in `in`.
-YAML::Node read_header(std::istream& in, uint64_t available, const std::string& path,
-                       uint64_t& header_size) {
+Json read_header(std::istream& in, uint64_t available, const std::string& path,
+                 uint64_t& header_size) {
   char size_bytes[8];
   if (available < 8 || !in.read(size_bytes, 8))
     throw Error(path + ": truncated (no safetensors header)");
@@ -74,14 +67,24 @@ YAML::Node read_header(std::istream& in, uint64_t available, const std::string& 
   std::string text(header_size, '\0');
   if (!in.read(text.data(), std::streamsize(header_size)))
     throw Error(path + ": truncated safetensors header");
-  YAML::Node header;
-  try {
-    header = YAML::Load(text);  // JSON is YAML
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": corrupt safetensors header: " + e.msg);
-  }
-  if (!header.IsMap()) throw Error(path + ": corrupt safetensors header");
+  auto header = parse_json(text, path, "safetensors header");
+  if (!header.is_object()) throw Error(path + ": corrupt safetensors header: expected an object");
   return header;
+}
+
+// entry[key], a list of integers of type T (no fractions, booleans or, for unsigned T, negatives).
+template <class T>
+std::vector<T> integers(const Json& entry, const char* key, const std::string& path,
+                        const std::string& name) {
+  const auto& list = entry.at(key);
+  std::vector<T> out;
+  for (const auto& value : list.is_array() ? list : Json::array({nullptr})) {
+    if (!value.is_number_integer() || (std::is_unsigned_v<T> && !value.is_number_unsigned()))
+      throw Error(path + ": corrupt safetensors header: tensor '" + name + "': '" + key +
+                  "' must be a list of integers, not " + list.dump());
+    out.push_back(value.get<T>());
+  }
+  return out;
 }
 
 std::ifstream open_tensor_file(const std::string& path) {
@@ -104,14 +107,13 @@ std::map<std::string, std::string> safetensors_metadata(const std::string& path)
   uint64_t header_size = 0;
   const auto header = read_header(in, file_size(in), path, header_size);
   std::map<std::string, std::string> out;
-  try {
-    const auto meta = header["__metadata__"];
-    if (meta && !meta.IsMap()) throw Error(path + ": '__metadata__' is not a map of strings");
-    if (meta)
-      for (const auto& entry : meta)
-        out[entry.first.as<std::string>()] = entry.second.as<std::string>();
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": corrupt safetensors metadata: " + e.msg);
+  const auto meta = header.find("__metadata__");
+  if (meta == header.end()) return out;
+  if (!meta->is_object()) throw Error(path + ": '__metadata__' is not a map of strings");
+  for (const auto& [key, value] : meta->items()) {
+    if (!value.is_string())
+      throw Error(path + ": corrupt safetensors metadata: '" + key + "' is not a string");
+    out[key] = value.get<std::string>();
   }
   return out;
 }
@@ -127,12 +129,11 @@ TensorDict load_safetensors(const std::string& path) {
   const uint64_t data_start = 8 + header_size;
   TensorDict out;
   try {
-    for (const auto& entry : header) {
-      const auto name = entry.first.as<std::string>();
+    for (const auto& [name, entry] : header.items()) {
       if (name == "__metadata__") continue;
-      const auto dtype = dtype_of(entry.second["dtype"].as<std::string>(), path);
-      const auto shape = entry.second["shape"].as<std::vector<int64_t>>();
-      const auto offsets = entry.second["data_offsets"].as<std::vector<uint64_t>>();
+      const auto dtype = dtype_of(entry.at("dtype").get<std::string>(), path);
+      const auto shape = integers<int64_t>(entry, "shape", path, name);
+      const auto offsets = integers<uint64_t>(entry, "data_offsets", path, name);
       // Size from the header, checked against the file before anything is allocated (found by
       // fuzzing: a negative or huge dimension, offsets that wrap around).
       uint64_t bytes = c10::elementSize(dtype);
@@ -149,8 +150,8 @@ TensorDict load_safetensors(const std::string& path) {
       std::memcpy(t.data_ptr(), file.data() + data_start + offsets[0], bytes);
       out[name] = t;
     }
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": corrupt safetensors header: " + e.msg);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": corrupt safetensors header: " + json_message(e));
   }
   return out;
 }

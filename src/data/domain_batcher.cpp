@@ -7,12 +7,6 @@
 
 namespace demix::data {
 
-Sampling parse_sampling(const std::string& name) {
-  if (name == "balanced") return Sampling::kBalanced;
-  if (name == "natural") return Sampling::kNatural;
-  throw Error("data.sampling=" + name + ": expected balanced or natural");
-}
-
 DomainBatcher::DomainBatcher(std::vector<const TokenFile*> files, std::vector<int64_t> domains,
                              int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed,
                              int64_t first_row)

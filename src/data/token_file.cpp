@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "demix/core/error.h"
-#include "demix/core/json.h"
+#include "demix/core/file.h"
 
 namespace demix::data {
 namespace {

@@ -8,12 +8,6 @@
 
 namespace demix::eval {
 
-PosteriorKind parse_posterior(const std::string& name) {
-  if (name == "prefix") return PosteriorKind::kPrefix;
-  if (name == "last_token") return PosteriorKind::kLastToken;
-  throw Error("eval.posterior=" + name + ": expected prefix or last_token");
-}
-
 namespace {
 
 // Evidence before each position, sum_{s<t} l(s) or l(t-1): (B, T, E), zero at t = 0.

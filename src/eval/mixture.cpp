@@ -1,7 +1,5 @@
 #include "demix/eval/mixture.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -187,12 +185,9 @@ at::Tensor block_posterior_trace(const ExpertScorer& scorer, const data::EvalWin
 void write_prior(const std::string& path, const Prior& prior,
                  const std::vector<std::string>& experts, const std::string& source,
                  int64_t blocks) {
-  JsonObject out;
-  out.add("experts", experts)
-      .add("prior", prior.probs())
-      .add("source", source)
-      .add("blocks", blocks);
-  write_file_atomic(path, out.str() + "\n");
+  write_json_file(
+      path,
+      {{"experts", experts}, {"prior", prior.probs()}, {"source", source}, {"blocks", blocks}});
 }
 
 std::string format_prior(const std::vector<std::string>& experts,
@@ -208,29 +203,25 @@ std::string format_prior(const std::vector<std::string>& experts,
 
 namespace {
 
-std::vector<std::string> prior_names(const std::string& path, const YAML::Node& names) {
+std::vector<std::string> prior_names(const std::string& path, const Json& names) {
   std::vector<std::string> out;
-  if (names.IsSequence())
+  if (names.is_array())
     for (const auto& name : names)
-      if (name.IsScalar()) out.push_back(name.Scalar());
-  if (!names.IsSequence() || out.size() != names.size())
+      if (name.is_string()) out.push_back(name.get<std::string>());
+  if (!names.is_array() || out.size() != names.size())
     throw Error(path + ": 'experts' must be a list of expert names");
   return out;
 }
 
-std::vector<double> prior_values(const std::string& path, const YAML::Node& values) {
-  if (!values.IsSequence()) throw Error(path + ": 'prior' must be a list of probabilities");
+std::vector<double> prior_values(const std::string& path, const Json& values) {
+  if (!values.is_array()) throw Error(path + ": 'prior' must be a list of probabilities");
   std::vector<double> out;
   for (const auto& value : values) {
     const auto where = path + ": prior[" + std::to_string(out.size()) + "]";
-    double v = std::numeric_limits<double>::quiet_NaN();
-    try {
-      v = value.as<double>();
-    } catch (const YAML::Exception&) {
-      // not a number: v stays NaN and is refused below, by the value as written
-    }
+    // not a number: refused below, by the value as written
+    const double v = value.is_number() ? value.get<double>() : -1;
     if (!std::isfinite(v) || v < 0)
-      throw Error(where + "=" + (value.IsScalar() ? value.Scalar() : std::string("(not a value)")) +
+      throw Error(where + "=" + (value.is_string() ? value.get<std::string>() : value.dump()) +
                   ": expected a finite probability >= 0");
     out.push_back(v);
   }
@@ -240,16 +231,11 @@ std::vector<double> prior_values(const std::string& path, const YAML::Node& valu
 }  // namespace
 
 Prior read_prior(const std::string& path, const std::vector<std::string>& experts) {
-  YAML::Node node;
-  try {
-    node = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": cannot read prior file: " + e.msg);
-  }
-  if (!node.IsMap() || !node["experts"] || !node["prior"])
+  const auto node = read_json_file(path, "prior file");
+  if (!node.is_object() || !node.contains("experts") || !node.contains("prior"))
     throw Error(path + ": expected keys 'experts' and 'prior'");
-  const auto names = prior_names(path, node["experts"]);
-  const auto values = prior_values(path, node["prior"]);
+  const auto names = prior_names(path, node.at("experts"));
+  const auto values = prior_values(path, node.at("prior"));
   if (names.size() != values.size())
     throw Error(path + ": " + std::to_string(values.size()) + " prior values for " +
                 std::to_string(names.size()) + " expert names");

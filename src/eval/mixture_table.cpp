@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "demix/core/csv.h"
 #include "demix/core/json.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
@@ -42,7 +43,7 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
               std::min(ec.prior_blocks, held_out_windows(i).inputs.size(0));
   }
   Progress progress("mixture", blocks);
-  MixtureOptions options{parse_posterior(to_string(ec.posterior)), 0, ec.batch_size, &progress};
+  MixtureOptions options{ec.posterior, 0, ec.batch_size, &progress};
   std::vector<MixtureRow> rows;
   for (size_t i = 0; i < domains.size(); ++i) {
     MixtureRow row;
@@ -116,41 +117,31 @@ std::string format_mixture_table(const std::vector<MixtureRow>& rows) {
 
 std::string posterior_csv(const std::vector<MixtureRow>& rows,
                           const std::vector<std::string>& experts) {
-  std::string out = "domain";
-  for (const auto& e : experts) out += "," + e;
-  out += "\n";
-  char cell[32];
+  std::vector<std::string> labels;
+  std::vector<std::vector<double>> values;
   for (const auto& row : rows) {
-    out += row.domain;
-    for (double p : row.cached_prior) {
-      std::snprintf(cell, sizeof(cell), ",%.6f", p);
-      out += cell;
-    }
-    out += "\n";
+    labels.push_back(row.domain);
+    values.push_back(row.cached_prior);
   }
-  return out;
+  return csv_table("domain", experts, labels, values);
 }
 
-std::string mixture_json(const std::vector<MixtureRow>& rows,
-                         const std::vector<std::string>& experts) {
-  std::vector<JsonObject> items;
+Json mixture_json(const std::vector<MixtureRow>& rows, const std::vector<std::string>& experts) {
+  Json items = Json::array();
   for (const auto& row : rows) {
-    JsonObject item, perplexity, seconds;
+    Json perplexity = Json::object(), seconds = Json::object();
     for (const auto& v : row.variants) {
-      perplexity.add(v.name, v.perplexity);
-      seconds.add(v.name, v.seconds);
+      perplexity[v.name] = v.perplexity;
+      seconds[v.name] = v.seconds;
     }
-    item.add("domain", row.domain)
-        .add("role", row.trained ? "train" : "novel")
-        .add("tokens", row.tokens)
-        .add("perplexity", perplexity)
-        .add("seconds", seconds)
-        .add("cached_prior", row.cached_prior);
-    items.push_back(item);
+    items.push_back({{"domain", row.domain},
+                     {"role", row.trained ? "train" : "novel"},
+                     {"tokens", row.tokens},
+                     {"perplexity", perplexity},
+                     {"seconds", seconds},
+                     {"cached_prior", row.cached_prior}});
   }
-  JsonObject out;
-  out.add("experts", experts).add_array("domains", items);
-  return out.str() + "\n";
+  return Json{{"experts", experts}, {"domains", items}};
 }
 
 }  // namespace demix::eval

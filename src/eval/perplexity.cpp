@@ -157,22 +157,17 @@ std::string format_table(const std::vector<SplitScore>& scores) {
   return out;
 }
 
-JsonObject to_json(const std::vector<SplitScore>& scores) {
-  std::vector<JsonObject> rows;
-  for (const auto& s : scores) {
-    JsonObject row;
-    row.add("split", s.split)
-        .add("domain", s.domain)
-        .add("tokens", s.tokens)
-        .add("loss", s.loss())
-        .add("perplexity", s.perplexity())
-        .add("bits_per_byte", s.bits_per_byte())
-        .add("accuracy", s.accuracy());
-    rows.push_back(row);
-  }
-  JsonObject out;
-  out.add_array("scores", rows);
-  return out;
+Json to_json(const std::vector<SplitScore>& scores) {
+  Json rows = Json::array();
+  for (const auto& s : scores)
+    rows.push_back({{"split", s.split},
+                    {"domain", s.domain},
+                    {"tokens", s.tokens},
+                    {"loss", s.loss()},
+                    {"perplexity", s.perplexity()},
+                    {"bits_per_byte", s.bits_per_byte()},
+                    {"accuracy", s.accuracy()}});
+  return {{"scores", rows}};
 }
 
 }  // namespace demix::eval

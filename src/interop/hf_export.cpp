@@ -58,51 +58,45 @@ std::vector<double> expert_weights(const Config& config, const HfExportOptions& 
   return weights;
 }
 
-std::string gpt2_config(const model::GptConfig& c, const data::Tokenizer& tokenizer,
-                        const std::string& checkpoint, const HfExportOptions& options,
-                        int64_t step) {
-  JsonObject provenance;
-  provenance.add("checkpoint", checkpoint).add("step", step);
-  if (!options.domain.empty()) provenance.add("domain", options.domain);
-  if (!options.merge_prior.empty()) provenance.add("merge_prior", options.merge_prior);
-  JsonObject json;
-  json.add("architectures", std::vector<std::string>{"GPT2LMHeadModel"})
-      .add("model_type", "gpt2")
-      .add("vocab_size", c.vocab_size)
-      .add("n_positions", c.block_size)
-      .add("n_embd", c.d_model)
-      .add("n_layer", c.n_layer)
-      .add("n_head", c.n_head)
-      .add("n_inner", c.d_ff)
-      .add("activation_function", "gelu_new")  // GELU, tanh approximation, as model/mlp.cpp
-      .add("layer_norm_epsilon", 1e-5)         // torch::nn::LayerNorm's default
-      .add("resid_pdrop", 0.0)
-      .add("embd_pdrop", 0.0)
-      .add("attn_pdrop", 0.0)
-      .add("initializer_range", c.init_std)
-      .add("tie_word_embeddings", true)
-      // Both ids of this vocabulary: transformers' GPT-2 defaults (50256) lie outside it.
-      .add("bos_token_id", tokenizer.eos_id())
-      .add("eos_token_id", tokenizer.eos_id())
-      .add("dtype", "float32")
-      .add("demix", provenance);
-  return json.str() + "\n";
+Json gpt2_config(const model::GptConfig& c, const data::Tokenizer& tokenizer,
+                 const std::string& checkpoint, const HfExportOptions& options, int64_t step) {
+  Json provenance = {{"checkpoint", checkpoint}, {"step", step}};
+  if (!options.domain.empty()) provenance["domain"] = options.domain;
+  if (!options.merge_prior.empty()) provenance["merge_prior"] = options.merge_prior;
+  return {{"architectures", Json::array({"GPT2LMHeadModel"})},
+          {"model_type", "gpt2"},
+          {"vocab_size", c.vocab_size},
+          {"n_positions", c.block_size},
+          {"n_embd", c.d_model},
+          {"n_layer", c.n_layer},
+          {"n_head", c.n_head},
+          {"n_inner", c.d_ff},
+          {"activation_function", "gelu_new"},  // GELU, tanh approximation, as model/mlp.cpp
+          {"layer_norm_epsilon", 1e-5},         // torch::nn::LayerNorm's default
+          {"resid_pdrop", 0.0},
+          {"embd_pdrop", 0.0},
+          {"attn_pdrop", 0.0},
+          {"initializer_range", c.init_std},
+          {"tie_word_embeddings", true},
+          // Both ids of this vocabulary: transformers' GPT-2 defaults (50256) lie outside it.
+          {"bos_token_id", tokenizer.eos_id()},
+          {"eos_token_id", tokenizer.eos_id()},
+          {"dtype", "float32"},
+          {"demix", provenance}};
 }
 
-std::string tokenizer_config(const data::Tokenizer& tokenizer, int64_t max_length) {
+Json tokenizer_config(const data::Tokenizer& tokenizer, int64_t max_length) {
   // sentencepiece as trained by data/tokenizer.cpp: no BOS, no dummy prefix; `legacy` keeps the
   // LlamaTokenizer from inserting one.
-  JsonObject json;
-  json.add("tokenizer_class", "LlamaTokenizer")
-      .add("add_bos_token", false)
-      .add("add_eos_token", false)
-      .add("add_prefix_space", false)
-      .add("legacy", true)
-      .add("bos_token", tokenizer.piece(tokenizer.eos_id()))
-      .add("eos_token", tokenizer.piece(tokenizer.eos_id()))
-      .add("unk_token", tokenizer.piece(tokenizer.unk_id()))
-      .add("model_max_length", max_length);
-  return json.str() + "\n";
+  return {{"tokenizer_class", "LlamaTokenizer"},
+          {"add_bos_token", false},
+          {"add_eos_token", false},
+          {"add_prefix_space", false},
+          {"legacy", true},
+          {"bos_token", tokenizer.piece(tokenizer.eos_id())},
+          {"eos_token", tokenizer.piece(tokenizer.eos_id())},
+          {"unk_token", tokenizer.piece(tokenizer.unk_id())},
+          {"model_max_length", max_length}};
 }
 
 }  // namespace
@@ -144,12 +138,12 @@ void export_hf(const std::string& path, const HfExportOptions& options, const st
   try {
     fs::create_directories(tmp);
     save_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
-    write_file_atomic((tmp / "config.json").string(),
-                      gpt2_config(gpt_config, tokenizer, checkpoint, options,
-                                  checkpoint::checkpoint_state(checkpoint).step));
+    write_json_file((tmp / "config.json").string(),
+                    gpt2_config(gpt_config, tokenizer, checkpoint, options,
+                                checkpoint::checkpoint_state(checkpoint).step));
     fs::copy_file(config.tokenizer.model, tmp / "tokenizer.model");
-    write_file_atomic((tmp / "tokenizer_config.json").string(),
-                      tokenizer_config(tokenizer, gpt_config.block_size));
+    write_json_file((tmp / "tokenizer_config.json").string(),
+                    tokenizer_config(tokenizer, gpt_config.block_size));
     fs::rename(tmp, out);
   } catch (...) {
     fs::remove_all(tmp);

@@ -56,7 +56,7 @@ std::string ExecutionPolicy::describe() const {
 ExecutionPolicy apply_execution_policy(const TrainConfig& train) {
   ExecutionPolicy policy;
   try {
-    policy.cpu_gemm = parse_cpu_gemm(to_string(train.cpu_gemm));
+    policy.cpu_gemm = resolve_cpu_gemm(train.cpu_gemm);
   } catch (const std::invalid_argument& e) {
     throw Error(e.what());
   }

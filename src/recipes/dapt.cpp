@@ -62,8 +62,7 @@ Config prepare_adaptation(const Config& config) {
   checkpoint::load_model(base, *model);
   const auto held_out = data::eval_windows(*data::open_split(base_config, a.domain, "valid"),
                                            base_config.model.seq_len, 0);
-  const eval::MixtureOptions options{eval::parse_posterior(to_string(config.eval.posterior)), 0,
-                                     config.eval.batch_size};
+  const eval::MixtureOptions options{config.eval.posterior, 0, config.eval.batch_size};
   const auto prior =
       eval::estimate_prior(*model, held_out, config.eval.prior_blocks, config.eval.alpha, options);
   fs::create_directories(out);

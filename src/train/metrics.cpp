@@ -3,20 +3,21 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 
 #include "demix/core/error.h"
+#include "demix/core/file.h"
 
 namespace demix::train {
 
 namespace {
 
-// The "step" of a metrics record; every record starts with it (Trainer::log_step, validate).
+// The "step" of a metrics record (Trainer::log_step, validate); -1 for a line that is not one (a
+// half-written last line, which is kept as it was).
 int64_t record_step(const std::string& line) {
-  const std::string key = "{\"step\": ";
-  if (line.compare(0, key.size(), key) != 0) return -1;
-  return std::strtoll(line.c_str() + key.size(), nullptr, 10);
+  const auto record = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  const auto step = record.is_object() ? record.find("step") : record.end();
+  return step != record.end() && step->is_number_integer() ? step->get<int64_t>() : -1;
 }
 
 // Keeps the records up to `step`; returns how many were dropped.
@@ -53,8 +54,8 @@ MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) {
   if (!out_) throw Error(path + ": cannot open metrics file for writing");
 }
 
-void MetricsLog::write(const JsonObject& record) {
-  out_ << record.str() << '\n';
+void MetricsLog::write(const Json& record) {
+  out_ << json_text(record) << '\n';
   out_.flush();
 }
 

@@ -12,6 +12,8 @@
 #include "demix/core/autocast.h"
 #include "demix/core/device.h"
 #include "demix/core/error.h"
+#include "demix/core/file.h"
+#include "demix/core/json.h"
 #include "demix/core/memory_budget.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
@@ -153,8 +155,7 @@ void Trainer::open_data(const std::vector<int>& hosted) {
     files.push_back(train_files_.back().get());
   }
   batcher_ = std::make_unique<data::DomainBatcher>(
-      files, drawn, k, config_.model.seq_len,
-      data::parse_sampling(to_string(config_.data.sampling)), config_.data.seed, first_row);
+      files, drawn, k, config_.model.seq_len, config_.data.sampling, config_.data.seed, first_row);
 }
 
 std::vector<int> Trainer::untrained_experts() const {
@@ -318,18 +319,20 @@ void Trainer::log_step(const StepResult& r, double seconds, double eta) {
   spdlog::info("step {:>5}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | eta {}",
                state_.step, config_.train.steps, loss, r.lr, norm, tokens_per_s,
                format_duration(eta));
-  JsonObject record;
-  record.add("step", state_.step).add("train/loss", loss).add("train/lr", r.lr);
-  record.add("train/grad_norm", norm).add("perf/tokens_per_s", tokens_per_s);
-  record.add("train/skipped_steps", skipped_total_.item<double>());
-  record.add("perf/step_s", seconds);
+  Json record = {{"step", state_.step},
+                 {"train/loss", loss},
+                 {"train/lr", r.lr},
+                 {"train/grad_norm", norm},
+                 {"perf/tokens_per_s", tokens_per_s},
+                 {"train/skipped_steps", skipped_total_.item<double>()},
+                 {"perf/step_s", seconds}};
   if (const auto* sync = sync_->grad_sync()) {
-    record.add("perf/comm_exposed_s", sync->last_sync_seconds());
-    record.add("perf/overlapped_buckets", int64_t(sync->overlapped_buckets()));
+    record["perf/comm_exposed_s"] = sync->last_sync_seconds();
+    record["perf/overlapped_buckets"] = int64_t(sync->overlapped_buckets());
   }
   for (size_t d = 0; d < config_.data.domains.size(); ++d)
-    record.add("train/domain/" + config_.data.domains[d] + "/loss",
-               domain_loss[int64_t(d)].item<double>());
+    record["train/domain/" + config_.data.domains[d] + "/loss"] =
+        domain_loss[int64_t(d)].item<double>();
   metrics_->write(record);
 }
 
@@ -376,14 +379,13 @@ int Trainer::run() {
   const StopSignal stop_signal;
   auto validate_and_log = [&] {
     const auto losses = validate();
-    JsonObject record;
-    record.add("step", state_.step);
+    Json record = {{"step", state_.step}};
     double mean = 0;
     for (size_t d = 0; d < losses.size(); ++d) {
-      record.add("val/domain/" + config_.data.domains[d] + "/loss", losses[d]);
+      record["val/domain/" + config_.data.domains[d] + "/loss"] = losses[d];
       mean += losses[d] / double(losses.size());
     }
-    record.add("val/loss", mean);
+    record["val/loss"] = mean;
     if (metrics_) metrics_->write(record);
     spdlog::info("step {:>5} | validation loss {:.4f} (ppl {:.2f}), mean over {} domains",
                  state_.step, mean, std::exp(mean), losses.size());

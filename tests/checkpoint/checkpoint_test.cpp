@@ -3,13 +3,13 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "demix/core/error.h"
+#include "demix/core/json.h"
 #include "demix/core/manifest.h"
 #include "demix/ops/execution_policy.h"
 #include "demix/optim/optimizer.h"
@@ -78,12 +78,14 @@ TEST(CheckpointTest, MetaRecordsTheResolvedExecutionPolicy) {
   const auto run = (std::filesystem::temp_directory_path() / "demix_ckpt_execution").string();
   std::filesystem::remove_all(run);
   model::Gpt m(model::GptConfig::from(config), 2);
-  const auto meta = YAML::LoadFile(save_checkpoint(run, *m, nullptr, config, {}, 1) + "/meta.json");
-  const auto execution = meta["execution"];
+  const auto meta =
+      read_json_file(save_checkpoint(run, *m, nullptr, config, {}, 1) + "/meta.json", "meta");
+  const auto& execution = meta.at("execution");
   // "auto" is resolved on this machine: the library the GEMMs actually went through
-  EXPECT_EQ(execution["cpu_gemm"].as<std::string>(), ops::to_string(ops::parse_cpu_gemm("auto")));
-  EXPECT_TRUE(execution["fused_cuda_kernels"].as<bool>());
-  EXPECT_EQ(execution["threads"].as<int>(), at::get_num_threads());
+  EXPECT_EQ(execution.at("cpu_gemm").get<std::string>(),
+            ops::to_string(ops::resolve_cpu_gemm(CpuGemmChoice::kAuto)));
+  EXPECT_TRUE(execution.at("fused_cuda_kernels").get<bool>());
+  EXPECT_EQ(execution.at("threads").get<int>(), at::get_num_threads());
 }
 
 TEST(CheckpointTest, KeepsTheNewestN) {
@@ -222,8 +224,8 @@ TEST(CheckpointTest, RunDirectoryIsCheckedBeforeTraining) {
 
 // Strict loading: a checkpoint loads only into the model it describes.
 
-std::string saved_small(const std::string& name, const Config& config, const optim::AdamW* opt = nullptr,
-                        model::Gpt* model = nullptr) {
+std::string saved_small(const std::string& name, const Config& config,
+                        const optim::AdamW* opt = nullptr, model::Gpt* model = nullptr) {
   const auto run = (std::filesystem::temp_directory_path() / name).string();
   std::filesystem::remove_all(run);
   model::Gpt m(model::GptConfig::from(config), 2);

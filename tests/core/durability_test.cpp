@@ -22,7 +22,7 @@
 
 #include "demix/checkpoint/checkpoint.h"
 #include "demix/core/error.h"
-#include "demix/core/json.h"
+#include "demix/core/file.h"
 #include "support/small_config.h"
 
 namespace {

@@ -334,10 +334,15 @@ TEST_F(BadInputTest, PriorSummingToTwo) {
        prior_file("sum2.json", R"("prior": [1.0, 1.0])"), "--as", "both", "--out", out()},
       "sum2.json: prior values sum to 2");
 }
+// NaN is not JSON (Python's json.dump writes it nonetheless): the file is refused as malformed,
+// naming where; a null (what demix writes for a NaN) is refused as a value.
 TEST_F(BadInputTest, PriorWithNaN) {
   expect_refused(
       {"eval", a_checkpoint(), "--prior", prior_file("nan.json", R"("prior": [NaN, 0.5])")},
-      "nan.json: prior[0]=NaN: expected a finite probability");
+      "nan.json: malformed prior file (JSON): parse error at line 1, column 48");
+  expect_refused(
+      {"eval", a_checkpoint(), "--prior", prior_file("null.json", R"("prior": [null, 0.5])")},
+      "null.json: prior[0]=null: expected a finite probability");
 }
 TEST_F(BadInputTest, PriorWithAString) {
   expect_refused(

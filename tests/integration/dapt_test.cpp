@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -14,6 +13,7 @@
 #include <numeric>
 
 #include "demix/core/config.h"
+#include "demix/core/json.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/perplexity.h"
 #include "demix/train/trainer.h"
@@ -42,10 +42,10 @@ ExpertParams expert_params(const std::string& checkpoint) {
   return out;
 }
 
-// The cached prior prepare_adaptation wrote, read as plain YAML (JSON is a subset of it).
+// The cached prior prepare_adaptation wrote.
 std::vector<double> written_prior(const std::string& run_dir) {
-  return YAML::LoadFile((fs::path(run_dir) / "prior.json").string())["prior"]
-      .as<std::vector<double>>();
+  const auto path = (fs::path(run_dir) / "prior.json").string();
+  return read_json_file(path, "prior file").at("prior").get<std::vector<double>>();
 }
 
 // A small DEMix model trained for 4 steps, shared by the initialisation tests.

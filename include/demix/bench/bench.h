@@ -8,7 +8,6 @@
 #include <string>
 
 #include "demix/core/config.h"
-#include "demix/core/json.h"
 #include "demix/ops/cpu/cpu_gemm.h"
 
 namespace demix::bench {

@@ -3,69 +3,16 @@
 // One validated configuration. Values layer as defaults < YAML file < `--set section.key=value`.
 // Every section lists its fields once, in `visit`, with a one-line doc; loading, overriding,
 // saving and `demix config --help`-style listings all walk that one list, so a key can be
-// followed from YAML to its use with a single grep.
+// followed from YAML to its use with a single grep. Choice keys are enums (config_choices.h).
 
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
-#include <type_traits>
 #include <vector>
 
+#include "demix/core/config_choices.h"
+
 namespace demix {
-
-// A key that is a choice among fixed spellings is an enum class E with one table,
-// `choices(E)`, of {value, spelling} in the order the error message lists them. Reading,
-// writing, error messages and log lines all go through that table: parse_choice<E>("dense"),
-// to_string(FeedForward::kDense) == "dense", choice_list<E>() == "demix or dense".
-template <class E>
-struct ChoiceName {
-  E value;
-  const char* name;
-};
-
-template <class E, class = void>
-struct is_choice : std::false_type {};
-template <class E>
-struct is_choice<E, std::void_t<decltype(choices(E{}))>> : std::true_type {};
-
-template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
-std::string to_string(E value) {
-  for (const auto& c : choices(value))
-    if (c.value == value) return c.name;
-  return "?";
-}
-
-template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
-std::optional<E> parse_choice(std::string_view name) {
-  for (const auto& c : choices(E{}))
-    if (name == c.name) return c.value;
-  return std::nullopt;
-}
-
-// The allowed spellings as error messages list them: "a or b", "a, b or c".
-template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
-std::string choice_list() {
-  const auto table = choices(E{});
-  std::string out;
-  for (size_t i = 0; i < table.size(); ++i)
-    out += std::string(i == 0 ? "" : i + 1 == table.size() ? " or " : ", ") + table[i].name;
-  return out;
-}
-
-#define DEMIX_CHOICES(E, N) constexpr std::array<ChoiceName<E>, N> choices(E)
-
-// model.ff
-enum class FeedForward { kDemix, kDense };
-DEMIX_CHOICES(FeedForward, 2) {
-  return {{{FeedForward::kDemix, "demix"}, {FeedForward::kDense, "dense"}}};
-}
-// model.expert_scope
-enum class ExpertScope { kFf, kBlock };
-DEMIX_CHOICES(ExpertScope, 2) {
-  return {{{ExpertScope::kFf, "ff"}, {ExpertScope::kBlock, "block"}}};
-}
 
 struct ModelConfig {
   int64_t vocab_size = 4096;
@@ -103,12 +50,6 @@ struct ModelConfig {
   }
 };
 
-// data.sampling
-enum class DataSampling { kBalanced, kNatural };
-DEMIX_CHOICES(DataSampling, 2) {
-  return {{{DataSampling::kBalanced, "balanced"}, {DataSampling::kNatural, "natural"}}};
-}
-
 struct DataConfig {
   std::string corpus = "data/demix12";
   std::vector<std::string> domains;       // training domains = experts, in expert order
@@ -132,12 +73,6 @@ struct DataConfig {
   }
 };
 
-// tokenizer.type
-enum class TokenizerType { kBpe, kUnigram };
-DEMIX_CHOICES(TokenizerType, 2) {
-  return {{{TokenizerType::kBpe, "bpe"}, {TokenizerType::kUnigram, "unigram"}}};
-}
-
 struct TokenizerConfig {
   std::string model = "data/tokens/spm.model";
   TokenizerType type = TokenizerType::kBpe;
@@ -151,12 +86,6 @@ struct TokenizerConfig {
       "training text taken from each training domain, so that domains weigh the same");
   }
 };
-
-// optim.schedule
-enum class LrShape { kCosine, kLinear, kPoly };
-DEMIX_CHOICES(LrShape, 3) {
-  return {{{LrShape::kCosine, "cosine"}, {LrShape::kLinear, "linear"}, {LrShape::kPoly, "poly"}}};
-}
 
 struct OptimConfig {
   double lr = 1e-3;
@@ -184,25 +113,6 @@ struct OptimConfig {
     v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 disables");
   }
 };
-
-// train.cpu_gemm
-enum class CpuGemmChoice { kAuto, kAten, kOpenblas };
-DEMIX_CHOICES(CpuGemmChoice, 3) {
-  return {{{CpuGemmChoice::kAuto, "auto"},
-           {CpuGemmChoice::kAten, "aten"},
-           {CpuGemmChoice::kOpenblas, "openblas"}}};
-}
-// train.precision
-enum class Precision { kFp32, kBf16 };
-DEMIX_CHOICES(Precision, 2) { return {{{Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}}}; }
-// train.trainable
-enum class Trainable { kAll, kExperts, kFf };
-DEMIX_CHOICES(Trainable, 3) {
-  return {{{Trainable::kAll, "all"}, {Trainable::kExperts, "experts"}, {Trainable::kFf, "ff"}}};
-}
-// train.nonfinite
-enum class NonFinite { kSkip, kStop };
-DEMIX_CHOICES(NonFinite, 2) { return {{{NonFinite::kSkip, "skip"}, {NonFinite::kStop, "stop"}}}; }
 
 struct TrainConfig {
   int64_t steps = 200;
@@ -260,19 +170,6 @@ struct TrainConfig {
   }
 };
 
-// eval.prior
-enum class EvalPrior { kUniform, kUpdating, kCached };
-DEMIX_CHOICES(EvalPrior, 3) {
-  return {{{EvalPrior::kUniform, "uniform"},
-           {EvalPrior::kUpdating, "updating"},
-           {EvalPrior::kCached, "cached"}}};
-}
-// eval.posterior
-enum class EvalPosterior { kPrefix, kLastToken };
-DEMIX_CHOICES(EvalPosterior, 2) {
-  return {{{EvalPosterior::kPrefix, "prefix"}, {EvalPosterior::kLastToken, "last_token"}}};
-}
-
 struct EvalConfig {
   std::vector<std::string> splits = {"valid", "test"};
   int64_t max_tokens = 65536;
@@ -299,13 +196,6 @@ struct EvalConfig {
   }
 };
 
-// dist.backend
-enum class DistBackend { kAuto, kGloo, kNccl };
-DEMIX_CHOICES(DistBackend, 3) {
-  return {
-      {{DistBackend::kAuto, "auto"}, {DistBackend::kGloo, "gloo"}, {DistBackend::kNccl, "nccl"}}};
-}
-
 struct DistConfig {
   DistBackend backend = DistBackend::kAuto;
   int64_t timeout_s = 300;
@@ -322,12 +212,6 @@ struct DistConfig {
   }
 };
 
-// adapt.init
-enum class AdaptInit { kClosest, kMerge };
-DEMIX_CHOICES(AdaptInit, 2) {
-  return {{{AdaptInit::kClosest, "closest"}, {AdaptInit::kMerge, "merge"}}};
-}
-
 struct AdaptConfig {
   std::string base;
   std::string domain;
@@ -342,23 +226,6 @@ struct AdaptConfig {
       "(closest) or the prior-weighted average of all experts (merge)");
   }
 };
-
-// mode.train
-enum class ModeTrain { kGatesExperts, kGates };
-DEMIX_CHOICES(ModeTrain, 2) {
-  return {{{ModeTrain::kGatesExperts, "gates_experts"}, {ModeTrain::kGates, "gates"}}};
-}
-// mode.expert_init
-enum class ExpertInit { kBackbone, kRandom };
-DEMIX_CHOICES(ExpertInit, 2) {
-  return {{{ExpertInit::kBackbone, "backbone"}, {ExpertInit::kRandom, "random"}}};
-}
-// mode.placement
-enum class ModePlacement { kDataParallel, kBranches };
-DEMIX_CHOICES(ModePlacement, 2) {
-  return {
-      {{ModePlacement::kDataParallel, "data_parallel"}, {ModePlacement::kBranches, "branches"}}};
-}
 
 // Modular Domain Experts (Schafhalter et al., 2024): a frozen dense backbone split by depth into
 // `blocks`; each block gets one stack of transformer layers per domain beside its backbone layers,
@@ -444,7 +311,5 @@ std::string config_reference();
 
 // The resolved config as YAML, every field present; load_config of it gives the same Config.
 std::string to_yaml(Config config);
-
-#undef DEMIX_CHOICES
 
 }  // namespace demix

@@ -1,48 +1,31 @@
 #pragma once
 
-// A minimal JSON object writer for metrics lines, eval reports and checkpoint metadata. Reading
-// goes through yaml-cpp (JSON is YAML) or Python's json module.
+// JSON through nlohmann-json. Objects keep their keys in the order they were written (the order
+// of every report, manifest and metrics line). Files are pretty-printed (two-space indent),
+// metrics lines and safetensors headers compact. Numbers: integers exactly, doubles in the
+// shortest form that reads back to the same double, NaN and infinities as null.
 
-#include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
-#include <string_view>
-#include <vector>
 
 namespace demix {
 
-std::string json_quote(std::string_view text);
+using Json = nlohmann::ordered_json;
 
-class JsonObject {
- public:
-  JsonObject& add(std::string_view key, double value);
-  JsonObject& add(std::string_view key, int64_t value);
-  JsonObject& add(std::string_view key, uint64_t value);
-  JsonObject& add(std::string_view key, int value) { return add(key, int64_t(value)); }
-  JsonObject& add(std::string_view key, bool value);
-  JsonObject& add(std::string_view key, std::string_view value);
-  JsonObject& add(std::string_view key, const char* value) {
-    return add(key, std::string_view(value));
-  }
-  JsonObject& add(std::string_view key, const std::vector<std::string>& values);
-  JsonObject& add(std::string_view key, const std::vector<double>& values);  // exact (%.17g)
-  JsonObject& add(std::string_view key, const JsonObject& value);
-  JsonObject& add_array(std::string_view key, const std::vector<JsonObject>& values);
-  std::string str() const { return "{" + body_ + "}"; }
+// `value` as text: compact on one line (indent -1), else pretty-printed with `indent` spaces. Bytes
+// that are not UTF-8 are written as U+FFFD.
+std::string json_text(const Json& value, int indent = -1);
+// Writes `value` to `path` atomically (write_file_atomic), pretty-printed, with a final newline.
+void write_json_file(const std::string& path, const Json& value);
 
- private:
-  JsonObject& raw(std::string_view key, const std::string& json);
-  std::string body_;
-};
+// Parses `text` (the content of `path`, a `what` such as "manifest"); throws Error naming `path`
+// on malformed JSON, in one line: "<path>: malformed <what> (JSON): <where and why>".
+Json parse_json(const std::string& text, const std::string& path, const std::string& what);
+// Reads and parses the file `path`; throws Error naming it when it cannot be read or parsed.
+Json read_json_file(const std::string& path, const std::string& what);
 
-// Writes `text` to `path` through a temporary file and a rename, so readers never see half a file:
-// the file is fsynced before the rename and its directory after it, so after a power loss `path`
-// holds the old text or the new. Throws Error naming `path` on any failure (a full disk, a failed
-// fsync or close) and leaves no temporary file behind.
-void write_file_atomic(const std::string& path, const std::string& text);
-// fsyncs a directory, making the renames and creations of its entries durable.
-void sync_directory(const std::string& dir);
-// A temporary name beside `path`, unique to this process and call: writers of the same file in
-// several processes (ranks, parallel tests) never share one.
-std::string temp_path_for(const std::string& path);
+// A nlohmann-json exception's message without its "[json.exception.type_error.302] " prefix:
+// "key 'bytes' not found", "type must be number, but is string".
+std::string json_message(const nlohmann::json::exception& e);
 
 }  // namespace demix

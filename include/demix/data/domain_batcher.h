@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "demix/core/config_choices.h"
 #include "demix/data/token_file.h"
 
 namespace demix::data {
@@ -24,8 +25,7 @@ struct Batch {
   std::vector<int64_t> domains;  // (B): domain / expert id of each row, rows grouped by domain
 };
 
-enum class Sampling { kBalanced, kNatural };
-Sampling parse_sampling(const std::string& name);
+using Sampling = DataSampling;  // data.sampling
 
 class DomainBatcher {
  public:

@@ -17,10 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "demix/core/config_choices.h"
+
 namespace demix::eval {
 
-enum class PosteriorKind { kPrefix, kLastToken };
-PosteriorKind parse_posterior(const std::string& name);  // "prefix" or "last_token"
+using PosteriorKind = EvalPosterior;  // eval.posterior
 
 // expert_logprobs (B, T, E), log_prior (E) or (B, E) -> log P(D=j | x_<t): (B, T, E).
 at::Tensor log_posterior(const at::Tensor& expert_logprobs, const at::Tensor& log_prior,

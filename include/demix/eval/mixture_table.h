@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "demix/core/config.h"
+#include "demix/core/json.h"
 #include "demix/eval/mixture.h"
 
 namespace demix::eval {
@@ -32,7 +33,6 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
 std::string format_mixture_table(const std::vector<MixtureRow>& rows);
 std::string posterior_csv(const std::vector<MixtureRow>& rows,
                           const std::vector<std::string>& experts);
-std::string mixture_json(const std::vector<MixtureRow>& rows,
-                         const std::vector<std::string>& experts);
+Json mixture_json(const std::vector<MixtureRow>& rows, const std::vector<std::string>& experts);
 
 }  // namespace demix::eval

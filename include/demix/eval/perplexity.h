@@ -61,6 +61,6 @@ std::vector<SplitScore> evaluate(model::GptImpl& model, const Config& config,
                                  const std::vector<std::string>& splits, int64_t max_tokens);
 
 std::string format_table(const std::vector<SplitScore>& scores);
-JsonObject to_json(const std::vector<SplitScore>& scores);
+Json to_json(const std::vector<SplitScore>& scores);
 
 }  // namespace demix::eval

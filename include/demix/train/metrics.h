@@ -18,7 +18,7 @@ class MetricsLog {
   // of an interrupted run after its last checkpoint); a run starting at step 0 moves an existing
   // file aside to `<path>.prev`. Either is logged.
   MetricsLog(const std::string& path, int64_t resume_step);
-  void write(const JsonObject& record);
+  void write(const Json& record);  // one compact line
 
  private:
   std::ofstream out_;

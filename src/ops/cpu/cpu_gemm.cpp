@@ -118,12 +118,10 @@ bool openblas_available(std::string* why_not) {
   return lib.sgemm != nullptr;
 }
 
-CpuGemm parse_cpu_gemm(const std::string& choice) {
-  if (choice == "aten") return CpuGemm::kAten;
-  if (choice == "auto")
+CpuGemm resolve_cpu_gemm(CpuGemmChoice choice) {
+  if (choice == CpuGemmChoice::kAten) return CpuGemm::kAten;
+  if (choice == CpuGemmChoice::kAuto)
     return amd_cpu() && openblas_available() ? CpuGemm::kOpenBlas : CpuGemm::kAten;
-  if (choice != "openblas")
-    throw std::invalid_argument("train.cpu_gemm=" + choice + ": expected auto, aten or openblas");
   std::string why_not;
   if (!openblas_available(&why_not))
     throw std::invalid_argument("train.cpu_gemm=openblas: OpenBLAS could not be loaded: " +

@@ -13,13 +13,15 @@
 
 #include <string>
 
+#include "demix/core/config_choices.h"
+
 namespace demix::ops {
 
 enum class CpuGemm { kAten, kOpenBlas };
 
 // train.cpu_gemm: "aten"; "openblas" (throws, saying why, where it cannot be loaded); "auto":
 // OpenBLAS on AMD CPUs where it loads, else ATen. Throws std::invalid_argument on another value.
-CpuGemm parse_cpu_gemm(const std::string& choice);
+CpuGemm resolve_cpu_gemm(CpuGemmChoice choice);
 const char* to_string(CpuGemm gemm);
 // Whether an OpenMP (or single-threaded) OpenBLAS loaded; if not, why not.
 bool openblas_available(std::string* why_not = nullptr);
