@@ -3,11 +3,13 @@
 # alternating the two binaries ROUNDS times per config, then the median training step time and
 # tokens/s of each. For checking that a change leaves speed alone:
 #   cp build/demix /tmp/demix-before   (before the change; after it, rebuild)
-#   ROUNDS=3 bash scripts/bench/compare_binaries.sh /tmp/demix-before build/demix
+#   ROUNDS=3 bash scripts/bench/compare_binaries.sh /tmp/demix-before [AFTER, default build/demix]
 # CONFIGS="tiny bench_10m" by default; STEPS=10 timed steps per round.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-[ $# -eq 2 ] || { echo "usage: $0 BEFORE_BINARY AFTER_BINARY" >&2; exit 2; }
+[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: $0 BEFORE_BINARY [AFTER_BINARY]" >&2; exit 2; }
+before=$1
+after=${2:-build/demix}
 ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-10}
 CONFIGS=${CONFIGS:-tiny bench_10m}
@@ -16,8 +18,8 @@ mkdir -p "$out"
 for name in $CONFIGS; do
   for round in $(seq 1 "$ROUNDS"); do
     for side in before after; do
-      binary=$1
-      [ "$side" = after ] && binary=$2
+      binary=$before
+      [ "$side" = after ] && binary=$after
       "$binary" bench --config "configs/$name.yaml" --steps "$STEPS" --no-reference \
         --eval-tokens 4096 --out "$out/$name/$side/$round" >"$out.log" 2>&1 ||
         { cat "$out.log"; exit 1; }
