@@ -1,4 +1,4 @@
-// A training step with the CPU GEMMs through OpenBLAS (model/cpu_gemm.h) computes what the same
+// A training step with the CPU GEMMs through OpenBLAS (ops/cpu/cpu_gemm.h) computes what the same
 // step computes through ATen's: loss, gradient norm and every gradient, on the bundled corpus,
 // with the experts on two threads.
 

@@ -1,6 +1,6 @@
 // GPU checks on the bundled corpus, skipped where no CUDA device is present (CI): a training step
 // on the GPU computes what the same step computes on the CPU, with ATen's kernels and with the
-// fused ones (model/execution_policy.h), and steps queue their work without the host waiting for
+// fused ones (ops/execution_policy.h), and steps queue their work without the host waiting for
 // the GPU.
 
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 #pragma once
 
 // Runs one scope under an execution policy that differs from the current one in one choice: the
-// fused CUDA kernels, or the CPU GEMM library (model/execution_policy.h).
+// fused CUDA kernels, or the CPU GEMM library (ops/execution_policy.h).
 
 #include "demix/ops/execution_policy.h"
 

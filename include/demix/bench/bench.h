@@ -28,7 +28,7 @@ struct BenchOptions {
 std::string run_bench(Config config, const BenchOptions& options);
 
 // Median FLOP/s of an n x n x n matmul in `dtype` on `device` (the machine's attainable peak),
-// through `library` on a CPU (model/cpu_gemm.h; ATen's on any other device).
+// through `library` on a CPU (ops/cpu/cpu_gemm.h; ATen's on any other device).
 double gemm_flops_per_s(at::ScalarType dtype, const std::string& device, int64_t n = 2048,
                         ops::CpuGemm library = ops::CpuGemm::kAten);
 

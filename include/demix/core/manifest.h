@@ -2,7 +2,7 @@
 
 // A directory's manifest: manifest.json lists every file under it (relative path, size in bytes,
 // 64-bit checksum) and is written last, so a directory with a manifest is complete. Checks name
-// the first missing, truncated or corrupted file. Checkpoints use it (train/checkpoint.h).
+// the first missing, truncated or corrupted file. Checkpoints use it (checkpoint/checkpoint.h).
 
 #include <cstdint>
 #include <map>

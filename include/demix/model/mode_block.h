@@ -21,7 +21,7 @@
 namespace demix::model {
 
 // Placement `branches`: each rank computes one branch of every block and the ranks exchange the
-// branch outputs (implemented over c10d in dist/branch_exchange.h).
+// branch outputs (implemented over c10d in parallel/branch_exchange.h).
 class BranchExchange {
  public:
   virtual ~BranchExchange() = default;

@@ -36,7 +36,7 @@ class Trainer {
  public:
   // `resume`: a checkpoint or run directory to continue from; "auto" resumes from the run's own
   // latest checkpoint if there is one; "" starts fresh and refuses a directory that holds a run.
-  // With `groups`, this is one rank of an expert-parallel run (see dist/placement.h).
+  // With `groups`, this is one rank of an expert-parallel run (see parallel/placement.h).
   explicit Trainer(Config config, const std::string& resume = "",
                    parallel::ProcessGroups* groups = nullptr);
 
