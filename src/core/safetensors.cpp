@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -77,14 +78,13 @@ template <class T>
 std::vector<T> integers(const Json& entry, const char* key, const std::string& path,
                         const std::string& name) {
   const auto& list = entry.at(key);
-  std::vector<T> out;
-  for (const auto& value : list.is_array() ? list : Json::array({nullptr})) {
-    if (!value.is_number_integer() || (std::is_unsigned_v<T> && !value.is_number_unsigned()))
-      throw Error(path + ": corrupt safetensors header: tensor '" + name + "': '" + key +
-                  "' must be a list of integers, not " + list.dump());
-    out.push_back(value.get<T>());
-  }
-  return out;
+  const auto is_t = [](const Json& value) {
+    return value.is_number_integer() && (!std::is_unsigned_v<T> || value.is_number_unsigned());
+  };
+  if (!list.is_array() || !std::all_of(list.begin(), list.end(), is_t))
+    throw Error(path + ": corrupt safetensors header: tensor '" + name + "': '" + key +
+                "' must be a list of integers, not " + list.dump());
+  return list.get<std::vector<T>>();
 }
 
 std::ifstream open_tensor_file(const std::string& path) {

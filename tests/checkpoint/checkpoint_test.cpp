@@ -149,6 +149,24 @@ TEST(SafetensorsTest, ImpossibleHeadersAreErrors) {
   }
 }
 
+// Shapes and offsets must be lists of integers (offsets non-negative): not fractions, booleans,
+// strings or a bare number, which JSON readers would otherwise convert silently.
+TEST(SafetensorsTest, ShapesAndOffsetsMustBeIntegerLists) {
+  const auto path = (std::filesystem::temp_directory_path() / "demix_kinds.safetensors").string();
+  for (const std::string& tensor :
+       {R"("shape":[1.5,2],"data_offsets":[0,12])", R"("shape":[true],"data_offsets":[0,12])",
+        R"("shape":"3","data_offsets":[0,12])", R"("shape":3,"data_offsets":[0,12])",
+        R"("shape":[3],"data_offsets":[-1,11])", R"("shape":[3],"data_offsets":[0.0,12])"}) {
+    const std::string header = R"({"w":{"dtype":"F32",)" + tensor + "}}";
+    std::string bytes(8, '\0');
+    const uint64_t n = header.size();
+    std::memcpy(bytes.data(), &n, 8);
+    write_bytes(path, bytes + header + std::string(12, '\1'));
+    expect_error([&] { load_safetensors(path); },
+                 {"demix_kinds.safetensors", "tensor 'w'", "must be a list of integers"});
+  }
+}
+
 TEST(ManifestTest, ChecksumSeesAFlippedBitAndATrailingZero) {
   const auto dir = std::filesystem::temp_directory_path();
   const auto a = (dir / "demix_checksum_a").string(), b = (dir / "demix_checksum_b").string();
