@@ -20,6 +20,7 @@ std::string type_name(const uint64_t&) { return "a non-negative integer"; }
 std::string type_name(const double&) { return "a number"; }
 std::string type_name(const bool&) { return "true or false"; }
 std::string type_name(const std::string&) { return "a string"; }
+std::string type_name(const SourceConfig&) { return "a map"; }
 template <class E, std::enable_if_t<is_choice<E>::value, int> = 0>
 std::string type_name(const E&) {
   return "a string";  // as YAML spells it
@@ -50,6 +51,7 @@ class SectionReader {
   template <class T>
   void operator()(const char* key, T& field, const char*) {
     unseen_.erase(key);
+    key_ = key;
     const YAML::Node value = node_[key];
     if (!value) return;
     try {
@@ -79,7 +81,7 @@ class SectionReader {
 
  private:
   template <class T>
-  static void read(const YAML::Node& value, T& field) {
+  void read(const YAML::Node& value, T& field) const {
     field = scalar_as<T>(value);
   }
   template <class T>
@@ -88,10 +90,24 @@ class SectionReader {
   }
   static bool is_finite(const double& value) { return std::isfinite(value); }
   template <class T>
-  static void read(const YAML::Node& value, std::vector<T>& field) {
+  void read(const YAML::Node& value, std::vector<T>& field) const {
     if (!value.IsSequence()) throw YAML::BadConversion(value.Mark());
     field.clear();
     for (const auto& item : value) field.push_back(scalar_as<T>(item));
+  }
+  // A list of maps (data.sources): each item read like a section, named by its index.
+  void read(const YAML::Node& value, std::vector<SourceConfig>& field) const {
+    if (!value.IsSequence()) throw YAML::BadConversion(value.Mark());
+    field.clear();
+    for (const auto& item : value) {
+      const auto name = "[" + std::to_string(field.size()) + "]";
+      if (!item.IsMap()) throw Error(where_ + "." + key_ + name + ": expected a map of keys");
+      BadChoices bad;
+      SectionReader reader(item, where_ + "." + key_ + name, section_ + "." + key_ + name, bad);
+      field.emplace_back().visit(reader);
+      reader.finish();
+      if (!bad.empty()) throw Error(where_.substr(0, where_.rfind(": ") + 2) + bad.begin()->second);
+    }
   }
 
   const YAML::Node& node_;
@@ -99,6 +115,7 @@ class SectionReader {
   std::string section_;
   BadChoices& bad_;
   std::set<std::string> unseen_;
+  std::string key_;  // the key being read
 };
 
 class SectionWriter {
@@ -109,6 +126,7 @@ class SectionWriter {
     out_ << YAML::Key << key << YAML::Value;
     write(field);
   }
+  void write_item(const SourceConfig& source) { write(source); }
 
  private:
   template <class T>
@@ -131,6 +149,13 @@ class SectionWriter {
     out_ << YAML::Flow << YAML::BeginSeq;
     for (const auto& v : values) write(v);
     out_ << YAML::EndSeq;
+  }
+  void write(const SourceConfig& source) {
+    out_ << YAML::BeginMap;
+    SectionWriter fields(out_);
+    auto copy = source;  // visit takes its fields by reference
+    copy.visit(fields);
+    out_ << YAML::EndMap;
   }
   YAML::Emitter& out_;
 };
@@ -286,9 +311,6 @@ void validate_config(const Config& config, const std::string& source, const BadC
     if (layer < 0 || layer >= model.n_layer)
       fail("model.demix_layers has " + std::to_string(layer) + ": expected 0.." +
            std::to_string(model.n_layer - 1));
-  if (model.vocab_size > 65535)
-    fail("model.vocab_size=" + std::to_string(model.vocab_size) +
-         ": token files store uint16, expected <= 65535");
   if (model.init_std <= 0) fail("model.init_std: expected > 0");
   known("model.expert_scope");
   if (model.expert_scope == ExpertScope::kBlock &&
@@ -303,11 +325,40 @@ void validate_config(const Config& config, const std::string& source, const BadC
   for (const auto& d : data.domains) {
     if (!names.insert(d).second) fail("data.domains lists '" + d + "' twice");
   }
+  for (const auto& d : config.all_domains())  // a domain names its folders of text and tokens
+    if (d.empty() || d == "." || d == ".." || d.find('/') != std::string::npos)
+      fail("data.domains/eval_domains has '" + d + "': expected a name usable as a folder name");
   for (const auto& d : data.eval_domains) {
     if (!names.insert(d).second)
       fail("data.eval_domains: '" + d + "' is listed twice or trained on");
   }
   positive("data.sequences_per_domain", data.sequences_per_domain);
+  for (size_t i = 0; i < data.sources.size(); ++i) {
+    const auto& src = data.sources[i];
+    const auto name = "data.sources[" + std::to_string(i) + "]";
+    if (src.format == SourceFormat::kTextDir) {
+      if (src.paths.size() != 1) fail(name + ".paths: text_dir expects exactly one directory");
+      if (!src.domain_field.empty() || !src.domain.empty() || src.split != SourceSplit::kHash)
+        fail(name + ": text_dir takes domains and splits from its layout, not domain/split keys");
+      continue;
+    }
+    if (src.paths.empty()) fail(name + ".paths: expected at least one file or glob");
+    if (src.text_field.empty()) fail(name + ".text_field: expected a field name");
+    if (src.domain_field.empty() == src.domain.empty())
+      fail(name + ": expected exactly one of domain_field (a field per document) or domain");
+  }
+  auto fraction = [&](const char* key, double value) {
+    if (!(value >= 0 && value < 1)) fail(std::string(key) + ": expected 0 <= fraction < 1");
+  };
+  fraction("data.valid_fraction", data.valid_fraction);
+  fraction("data.test_fraction", data.test_fraction);
+  if (data.valid_fraction + data.test_fraction >= 1)
+    fail("data.valid_fraction + data.test_fraction: expected < 1, leaving a train split");
+  if (data.valid_documents < 0 || data.test_documents < 0 || data.workers < 0)
+    fail("data.valid_documents, test_documents, workers: expected >= 0");
+  positive("data.memory_mb", data.memory_mb);
+  positive("data.chunk_bytes", data.chunk_bytes);
+  positive("data.shard_tokens", data.shard_tokens);
   known("data.sampling");
   if (model.ff == FeedForward::kDemix && data.sampling != DataSampling::kBalanced)
     fail("data.sampling=natural needs model.ff=dense: DEMix trains k sequences per expert");
@@ -402,6 +453,13 @@ std::string to_yaml(Config config) {
   return std::string(out.c_str()) + "\n";
 }
 
+namespace {
+std::string dumped(const YAML::Node& value) {
+  const auto text = YAML::Dump(value);
+  return text.empty() ? "\"\"" : text;
+}
+}  // namespace
+
 std::string config_reference() {
   const auto defaults = YAML::Load(to_yaml(Config{}));
   std::string out;
@@ -409,10 +467,21 @@ std::string config_reference() {
     out +=
         std::string("\n## ") + name + "\n\n| key | type | default | meaning |\n|---|---|---|---|\n";
     auto describe = [&](const char* key, const auto& field, const char* doc) {
-      auto value = YAML::Dump(defaults[name][key]);
-      if (value.empty() || value == "\"\"") value = "\"\"";
+      const auto value = dumped(defaults[name][key]);
       out += std::string("| `") + name + "." + key + "` | " + type_name(field) + " | `" + value +
              "` | " + doc + " |\n";
+      if constexpr (std::is_same_v<std::decay_t<decltype(field)>, std::vector<SourceConfig>>) {
+        YAML::Emitter emitted;
+        SectionWriter(emitted).write_item(SourceConfig{});
+        const auto item = YAML::Load(emitted.c_str());
+        auto describe_item = [&](const char* item_key, const auto& item_field,
+                                 const char* item_doc) {
+          out += std::string("| `") + name + "." + key + "[]." + item_key + "` | " +
+                 type_name(item_field) + " | `" + dumped(item[item_key]) + "` | " + item_doc +
+                 " |\n";
+        };
+        SourceConfig{}.visit(describe_item);
+      }
     };
     section.visit(describe);
   };

@@ -72,6 +72,45 @@ TEST(ConfigTest, RoundTripsThroughYaml) {
   EXPECT_EQ(again.train.seed, 99u);
 }
 
+// data.sources: a list of maps, each read like a section and named by its index in errors.
+TEST(ConfigTest, SourcesRoundTripAndNameTheirBadKeys) {
+  const auto c = load_config(
+      write_yaml("demix_sources.yaml",
+                 std::string(kMinimal) +
+                     "  sources:\n"
+                     "    - {format: jsonl, paths: [x/*.jsonl.zst, y.jsonl], domain_field: meta.d}\n"
+                     "    - {format: jsonl, paths: [z.gz], domain: a, split: test, text_field: "
+                     "body.text}\n"
+                     "    - {format: text_dir, paths: [corpus]}\n"));
+  ASSERT_EQ(c.data.sources.size(), 3u);
+  EXPECT_EQ(c.data.sources[0].paths, (std::vector<std::string>{"x/*.jsonl.zst", "y.jsonl"}));
+  EXPECT_EQ(c.data.sources[0].domain_field, "meta.d");
+  EXPECT_EQ(c.data.sources[1].split, SourceSplit::kTest);
+  EXPECT_EQ(c.data.sources[1].text_field, "body.text");
+  EXPECT_EQ(c.data.sources[2].format, SourceFormat::kTextDir);
+  const auto again = load_config(write_yaml("demix_sources2.yaml", to_yaml(c)));
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  ASSERT_EQ(again.data.sources.size(), 3u);
+  EXPECT_EQ(again.data.sources[1].domain, "a");
+
+  const std::string head = std::string(kMinimal) + "  sources:\n";
+  expect_error(head + "    - {format: jsonl, paths: [a], domain: a, colour: red}\n", {},
+               "data.sources[0].colour: unknown key");
+  expect_error(head + "    - {format: xml, paths: [a], domain: a}\n", {},
+               "data.sources[0].format=xml: expected jsonl or text_dir");
+  expect_error(head + "    - {format: jsonl, paths: [a], domain: a}\n    - 3\n", {},
+               "data.sources[1]: expected a map of keys");
+  expect_error(head + "    - {format: jsonl, paths: [a]}\n", {},
+               "data.sources[0]: expected exactly one of domain_field");
+  expect_error(head + "    - {format: jsonl, paths: [], domain: a}\n", {},
+               "data.sources[0].paths: expected at least one file or glob");
+  expect_error(head + "    - {format: text_dir, paths: [a, b]}\n", {},
+               "data.sources[0].paths: text_dir expects exactly one directory");
+  expect_error(kMinimal, {"data.valid_fraction=0.6", "data.test_fraction=0.5"},
+               "data.valid_fraction + data.test_fraction: expected < 1");
+  expect_error(kMinimal, {"data.domains=[a, ../b]"}, "'../b': expected a name usable as a folder");
+}
+
 TEST(ConfigTest, BaseFileIsLayeredUnder) {
   write_yaml("demix_base.yaml", "data:\n  domains: [a, b]\nmodel:\n  d_model: 64\n  n_head: 4\n");
   const auto path = write_yaml("demix_child.yaml", "base: demix_base.yaml\nmodel:\n  n_head: 8\n");

@@ -50,21 +50,74 @@ struct ModelConfig {
   }
 };
 
+// One input of `demix data`: files of JSON lines, or a directory laid out as
+// <dir>/<domain>/<split>.txt.
+struct SourceConfig {
+  SourceFormat format = SourceFormat::kJsonl;
+  std::vector<std::string> paths;
+  std::string text_field = "text";
+  std::string domain_field;
+  std::string domain;
+  SourceSplit split = SourceSplit::kHash;
+
+  template <class V>
+  void visit(V& v) {
+    v("format", format,
+      "jsonl (one JSON object per line; plain, gzip or zstd, told by the first bytes) or text_dir "
+      "(<dir>/<domain>/<split>.txt, documents separated by a form-feed line)");
+    v("paths", paths, "jsonl: files or globs, read in sorted order; text_dir: the one directory");
+    v("text_field", text_field, "jsonl: the document's text, a dotted path (e.g. text)");
+    v("domain_field", domain_field,
+      "jsonl: the document's domain, a dotted path (e.g. meta.pile_set_name)");
+    v("domain", domain, "jsonl: one domain for every document of these files instead");
+    v("split", split,
+      "jsonl: hash (each document's split is a hash of its text) or train, valid, test for "
+      "every document of these files");
+  }
+};
+
 struct DataConfig {
   std::string corpus = "data/demix12";
+  std::vector<SourceConfig> sources;
   std::vector<std::string> domains;       // training domains = experts, in expert order
   std::vector<std::string> eval_domains;  // extra (novel) domains for evaluation
   std::string tokens_dir = "data/tokens";
+  double valid_fraction = 0.01;
+  double test_fraction = 0.01;
+  int64_t valid_documents = 0;
+  int64_t test_documents = 0;
+  uint64_t split_seed = 0;
+  bool dedup = true;
+  int64_t workers = 0;
+  int64_t memory_mb = 256;
+  int64_t chunk_bytes = 1 << 20;
+  int64_t shard_tokens = int64_t(1) << 27;
   int64_t sequences_per_domain = 2;
   DataSampling sampling = DataSampling::kBalanced;
   uint64_t seed = 1234;
 
   template <class V>
   void visit(V& v) {
-    v("corpus", corpus, "directory holding <domain>/{train,valid,test}.txt");
+    v("corpus", corpus,
+      "directory holding <domain>/{train,valid,test}.txt; the input when data.sources is []");
+    v("sources", sources, "inputs of `demix data` (keys data.sources[].*); [] = data.corpus");
     v("domains", domains, "training domains; with ff=demix each one gets an expert");
     v("eval_domains", eval_domains, "held-out novel domains, evaluated but never trained on");
-    v("tokens_dir", tokens_dir, "where the encoded token files go (<dir>/<domain>/<split>.bin)");
+    v("tokens_dir", tokens_dir,
+      "where the encoded splits go (<dir>/<domain>/<split>/: index.json and token shards)");
+    v("valid_fraction", valid_fraction, "hash splits: share of each domain's documents in valid");
+    v("test_fraction", test_fraction, "hash splits: share of each domain's documents in test");
+    v("valid_documents", valid_documents,
+      "hash splits: documents of each domain in valid; if this or test_documents is > 0, both "
+      "splits are sized by these counts instead of the fractions");
+    v("test_documents", test_documents,
+      "hash splits: documents of each domain in test (see valid_documents)");
+    v("split_seed", split_seed, "seed of the hash that assigns documents to splits");
+    v("dedup", dedup, "drop exact duplicate documents (the first one read is kept)");
+    v("workers", workers, "encoding threads; 0 = every core");
+    v("memory_mb", memory_mb, "bound on the text and tokens `demix data` holds in flight");
+    v("chunk_bytes", chunk_bytes, "text handed to an encoding thread at a time");
+    v("shard_tokens", shard_tokens, "tokens per shard file of an encoded split");
     v("sequences_per_domain", sequences_per_domain,
       "k: sequences per domain in each micro-batch (natural sampling draws k*E sequences)");
     v("sampling", sampling,
@@ -83,7 +136,8 @@ struct TokenizerConfig {
     v("model", model, "sentencepiece model file (trained by `demix tokenizer`)");
     v("type", type, "bpe or unigram");
     v("sample_bytes_per_domain", sample_bytes_per_domain,
-      "training text taken from each training domain, so that domains weigh the same");
+      "train-split text sampled from each training domain (by a hash of each document, read as a "
+      "stream), so that domains weigh the same");
   }
 };
 

@@ -70,6 +70,21 @@ DEMIX_CHOICES(DataSampling, 2) {
   return {{{DataSampling::kBalanced, "balanced"}, {DataSampling::kNatural, "natural"}}};
 }
 
+// data.sources[].format
+enum class SourceFormat { kJsonl, kTextDir };
+DEMIX_CHOICES(SourceFormat, 2) {
+  return {{{SourceFormat::kJsonl, "jsonl"}, {SourceFormat::kTextDir, "text_dir"}}};
+}
+
+// data.sources[].split
+enum class SourceSplit { kHash, kTrain, kValid, kTest };
+DEMIX_CHOICES(SourceSplit, 4) {
+  return {{{SourceSplit::kHash, "hash"},
+           {SourceSplit::kTrain, "train"},
+           {SourceSplit::kValid, "valid"},
+           {SourceSplit::kTest, "test"}}};
+}
+
 // tokenizer.type
 enum class TokenizerType { kBpe, kUnigram };
 DEMIX_CHOICES(TokenizerType, 2) {
