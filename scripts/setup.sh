@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsentencepiece-dev sentencepiece
-  libcli11-dev googletest libgtest-dev libgloo-dev libopenblas0-openmp)
+  libcli11-dev googletest libgtest-dev libgloo-dev libopenblas0-openmp
+  zlib1g-dev libzstd-dev libxxhash-dev zstd)
 PIP_PACKAGES=(torch==2.11.0 numpy pyyaml safetensors matplotlib transformers==5.24.0 sentencepiece protobuf)
 SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
 

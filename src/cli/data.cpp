@@ -28,14 +28,19 @@ void add_data_commands(CLI::App& app) {
 
   auto data_options = std::make_shared<ConfigOptions>();
   auto* encode = app.add_subcommand(
-      "data", "encode every domain and split into token files (training the tokenizer if needed)");
+      "data",
+      "encode every domain and split of data.sources into sharded token files (training the "
+      "tokenizer if needed)");
   data_options->add_to(*encode, "data.tokens_dir=data/tokens/mine");
   encode->callback([data_options] {
     const auto config = data_options->load();
     if (!std::filesystem::exists(config.tokenizer.model)) data::train_tokenizer(config);
     const int written = data::encode_corpus(config);
-    spdlog::info("{}: {} token files written, the rest up to date", config.data.tokens_dir,
-                 written);
+    if (written == 0)
+      spdlog::info("{}: up to date", config.data.tokens_dir);
+    else
+      spdlog::info("{}: {} splits written; {}/REPORT.md says what was read, dropped and kept",
+                   config.data.tokens_dir, written, config.data.tokens_dir);
   });
 }
 

@@ -74,11 +74,11 @@ ScoredText text_to_score(const EvalModel& m, const std::string& path) {
   require_regular_file(path);
   const data::Tokenizer tokenizer(m.config.tokenizer.model);
   const auto text = data::read_text(path);
-  const auto tokens = data::encode_documents(tokenizer, text);
-  ScoredText out{
-      path, data::eval_windows(tokens, m.config.model.seq_len, m.config.eval.max_tokens, path)};
-  out.bytes = eval::TokenBytes(tokenizer).scored(tokens.data(), int64_t(tokens.size()),
-                                                 out.windows.targets.numel(), text.size(), path);
+  data::SplitInfo info;
+  auto tokens = data::encode_documents(tokenizer, text, &info);
+  const data::TokenSplit split(std::move(tokens), info, path);
+  ScoredText out{path, data::eval_windows(split, m.config.model.seq_len, m.config.eval.max_tokens)};
+  out.bytes = eval::TokenBytes(tokenizer).scored(split, out.windows.targets.numel());
   return out;
 }
 
@@ -90,9 +90,7 @@ std::vector<ScoredText> test_splits(const EvalModel& m) {
     const auto file = data::open_split(m.config, d, "test");
     ScoredText split{d,
                      data::eval_windows(*file, m.config.model.seq_len, m.config.eval.max_tokens)};
-    split.bytes =
-        token_bytes.scored(file->tokens(), int64_t(file->size()), split.windows.targets.numel(),
-                           file->header().text_bytes, file->path());
+    split.bytes = token_bytes.scored(*file, split.windows.targets.numel());
     out.push_back(split);
   }
   return out;

@@ -7,10 +7,10 @@
 
 namespace demix::data {
 
-DomainBatcher::DomainBatcher(std::vector<const TokenFile*> files, std::vector<int64_t> domains,
+DomainBatcher::DomainBatcher(std::vector<const TokenSplit*> splits, std::vector<int64_t> domains,
                              int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed,
                              int64_t first_row)
-    : files_(std::move(files)),
+    : splits_(std::move(splits)),
       domains_(std::move(domains)),
       per_domain_(per_domain),
       seq_len_(seq_len),
@@ -19,7 +19,7 @@ DomainBatcher::DomainBatcher(std::vector<const TokenFile*> files, std::vector<in
       first_row_(first_row) {
   double total = 0;
   for (auto d : domains_) {
-    const auto* f = files_.at(size_t(d));
+    const auto* f = splits_.at(size_t(d));
     if (f->size() < uint64_t(seq_len_ + 1))
       throw Error(f->path() + ": " + std::to_string(f->size()) +
                   " tokens, fewer than seq_len+1=" + std::to_string(seq_len_ + 1));
@@ -27,7 +27,7 @@ DomainBatcher::DomainBatcher(std::vector<const TokenFile*> files, std::vector<in
   }
   double running = 0;
   for (auto d : domains_) {
-    running += double(files_[size_t(d)]->size());
+    running += double(splits_[size_t(d)]->size());
     cumulative_share_.push_back(running / total);
   }
 }
@@ -62,44 +62,30 @@ Batch DomainBatcher::next() {
   for (int64_t r = 0; r < rows; ++r) {
     const auto [d, row] = rows_drawn[size_t(r)];
     batch.domains.push_back(d);
-    const TokenFile& file = *files_[size_t(d)];
-    const uint64_t span = file.size() - uint64_t(seq_len_);  // window starts in [0, span)
+    const TokenSplit& split = *splits_[size_t(d)];
+    const uint64_t span = split.size() - uint64_t(seq_len_);  // window starts in [0, span)
     const uint64_t h =
         hash_combine(hash_combine(hash_combine(seed_, uint64_t(d)), draw), uint64_t(row));
-    const uint16_t* src = file.tokens() + h % span;
-    std::copy(src, src + seq_len_ + 1, out + r * (seq_len_ + 1));
+    split.read(h % span, uint64_t(seq_len_ + 1), out + r * (seq_len_ + 1));
   }
   batch.inputs = windows.narrow(1, 0, seq_len_);
   batch.targets = windows.narrow(1, 1, seq_len_);
   return batch;
 }
 
-namespace {
-EvalWindows windows_of(const uint16_t* tokens, int64_t size, int64_t seq_len, int64_t max_tokens,
-                       const std::string& source) {
+EvalWindows eval_windows(const TokenSplit& split, int64_t seq_len, int64_t max_tokens) {
+  const auto size = int64_t(split.size());
   int64_t n = (size - 1) / seq_len;
   if (max_tokens > 0) n = std::min(n, std::max<int64_t>(1, max_tokens / seq_len));
   if (n <= 0)
     throw Error(
-        source + ": " + std::to_string(size) +
+        split.path() + ": " + std::to_string(size) +
         " tokens, too few for one evaluation window of seq_len+1=" + std::to_string(seq_len + 1));
   auto windows = at::empty({n, seq_len + 1}, at::kLong);
   auto* out = windows.data_ptr<int64_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    const uint16_t* src = tokens + i * seq_len;
-    std::copy(src, src + seq_len + 1, out + i * (seq_len + 1));
-  }
+  for (int64_t i = 0; i < n; ++i)
+    split.read(uint64_t(i * seq_len), uint64_t(seq_len + 1), out + i * (seq_len + 1));
   return {windows.narrow(1, 0, seq_len), windows.narrow(1, 1, seq_len)};
-}
-}  // namespace
-
-EvalWindows eval_windows(const TokenFile& file, int64_t seq_len, int64_t max_tokens) {
-  return windows_of(file.tokens(), int64_t(file.size()), seq_len, max_tokens, file.path());
-}
-
-EvalWindows eval_windows(const std::vector<uint16_t>& tokens, int64_t seq_len, int64_t max_tokens,
-                         const std::string& source) {
-  return windows_of(tokens.data(), int64_t(tokens.size()), seq_len, max_tokens, source);
 }
 
 }  // namespace demix::data

@@ -3,14 +3,17 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <queue>
 #include <sstream>
 
 #include "demix/core/config.h"
 #include "demix/core/error.h"
 #include "demix/core/hash.h"
+#include "demix/data/corpus.h"
 
 namespace demix::data {
 
@@ -24,46 +27,30 @@ std::string read_file(const std::string& path) {
 
 std::string read_text(const std::string& path) {
   auto text = read_file(path);
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  for (size_t i = 0; i < n;) {  // well-formed UTF-8 (RFC 3629): no overlongs, no surrogates
-    const unsigned char c = bytes[i];
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xe  ? 3
-                 : (c >> 3) == 0x1e ? 4
-                                    : 0;
-    bool ok = len > 0 && i + len <= n && !(len == 2 && c < 0xc2);
-    for (size_t k = 1; ok && k < len; ++k) ok = (bytes[i + k] & 0xc0) == 0x80;
-    if (ok && len == 3) {
-      const unsigned char c1 = bytes[i + 1];
-      ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
-    }
-    if (ok && len == 4) {
-      const unsigned char c1 = bytes[i + 1];
-      ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90) && c <= 0xf4;
-    }
-    if (!ok) {
-      char hex[8];
-      std::snprintf(hex, sizeof(hex), "0x%02x", c);
-      throw Error(path + ": not UTF-8 text (invalid byte " + hex + " at offset " +
-                  std::to_string(i) + ")");
-    }
-    i += len;
+  if (const auto bad = invalid_utf8_offset(text); bad != std::string_view::npos) {
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02x", unsigned(static_cast<unsigned char>(text[bad])));
+    throw Error(path + ": not UTF-8 text (invalid byte " + hex + " at offset " +
+                std::to_string(bad) + ")");
   }
   return text;
 }
 
-std::vector<uint16_t> encode_documents(const Tokenizer& tokenizer, const std::string& text,
-                                       uint64_t* documents) {
-  std::vector<uint16_t> tokens;
+std::vector<uint32_t> encode_documents(const Tokenizer& tokenizer, const std::string& text,
+                                       SplitInfo* info) {
+  std::vector<uint32_t> tokens;
   const auto docs = split_documents(text);
   for (const auto& doc : docs) {
     const auto ids = tokenizer.encode(doc);
     tokens.insert(tokens.end(), ids.begin(), ids.end());
-    tokens.push_back(uint16_t(tokenizer.eos_id()));
+    tokens.push_back(uint32_t(tokenizer.eos_id()));
   }
-  if (documents) *documents = docs.size();
+  if (info) {
+    info->documents = docs.size();
+    info->text_bytes = text.size();
+    info->vocab_size = uint64_t(tokenizer.vocab_size());
+    info->tokenizer_fingerprint = tokenizer.fingerprint();
+  }
   return tokens;
 }
 
@@ -93,11 +80,11 @@ Tokenizer::Tokenizer(const std::string& model_path)
 
 Tokenizer::~Tokenizer() = default;
 
-std::vector<uint16_t> Tokenizer::encode(const std::string& text) const {
+std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
   std::vector<int> ids;
   const auto status = processor_->Encode(text, &ids);
   TORCH_CHECK(status.ok(), "sentencepiece encode failed: ", status.ToString());
-  return std::vector<uint16_t>(ids.begin(), ids.end());
+  return std::vector<uint32_t>(ids.begin(), ids.end());
 }
 
 std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
@@ -117,22 +104,44 @@ void train_tokenizer(const Config& config) {
   const auto& tc = config.tokenizer;
   const fs::path model(tc.model);
   fs::create_directories(model.parent_path());
+  // The sample: per training domain, the train documents of lowest hash whose text fits the
+  // budget (a bounded heap, so the corpus is read as a stream and never held).
+  DocumentReader reader(config);
+  SplitRule rule(config);
+  rule.fit(reader);
+  const auto n_train = config.data.domains.size();
+  using Entry = std::pair<uint64_t, std::string>;  // (hash, text), the largest hash on top
+  std::vector<std::priority_queue<Entry>> chosen(n_train);
+  std::vector<int64_t> bytes(n_train);
+  const int64_t budget = tc.sample_bytes_per_domain;
+  reader.read([&](Document&& doc) {
+    if (size_t(doc.domain) >= n_train) return;
+    const auto hash = document_hash(doc.text);
+    if (rule.split(doc, hash) != 0) return;
+    auto& heap = chosen[size_t(doc.domain)];
+    auto& held = bytes[size_t(doc.domain)];
+    const uint64_t key = hash_combine(config.data.split_seed + 1, hash.high);
+    if (held >= budget && key >= heap.top().first) return;
+    held += int64_t(doc.text.size());
+    heap.emplace(key, std::move(doc.text));
+    while (held - int64_t(heap.top().second.size()) >= budget) {
+      held -= int64_t(heap.top().second.size());
+      heap.pop();
+    }
+  });
   // sentencepiece reads one sentence per line and skips overlong lines, so the sample is written
-  // line by line: whole documents from the (already shuffled) train split until the budget is met.
+  // line by line.
   const fs::path sample = model.parent_path() / (model.stem().string() + ".sample.txt");
   {
     std::ofstream out(sample, std::ios::trunc);
-    for (const auto& domain : config.data.domains) {
-      const auto path = config.data.corpus + "/" + domain + "/train.txt";
-      int64_t taken = 0;
-      for (const auto& doc : split_documents(read_text(path))) {
-        if (taken >= tc.sample_bytes_per_domain) break;
+    for (auto& heap : chosen) {
+      std::vector<Entry> docs;
+      for (; !heap.empty(); heap.pop()) docs.push_back(heap.top());
+      std::sort(docs.begin(), docs.end());
+      for (const auto& [key, doc] : docs) {
         std::istringstream lines(doc);
-        for (std::string line; std::getline(lines, line);) {
-          if (line.empty() || line.size() > 4000) continue;
-          out << line << '\n';
-          taken += int64_t(line.size()) + 1;
-        }
+        for (std::string line; std::getline(lines, line);)
+          if (!line.empty() && line.size() <= 4000) out << line << '\n';
       }
     }
   }

@@ -39,22 +39,28 @@ TokenBytes::TokenBytes(const data::Tokenizer& tokenizer) {
   }
 }
 
-int64_t TokenBytes::scored(const uint16_t* tokens, int64_t size, int64_t scored,
-                           uint64_t text_bytes, const std::string& source) const {
+int64_t TokenBytes::scored(const data::TokenSplit& split, int64_t scored) const {
+  const auto size = int64_t(split.size());
+  std::vector<int64_t> tokens;
   auto sum = [&](int64_t from, int64_t to) {
     int64_t total = 0;
-    for (int64_t i = from; i < to; ++i) {
-      if (tokens[i] >= bytes_.size())
-        throw Error(source + ": token id " + std::to_string(tokens[i]) +
-                    " is outside the tokenizer's vocabulary");
-      total += bytes_[tokens[i]];
+    for (int64_t start = from; start < to; start += 1 << 16) {
+      tokens.resize(size_t(std::min<int64_t>(1 << 16, to - start)));
+      split.read(uint64_t(start), tokens.size(), tokens.data());
+      for (const auto token : tokens) {
+        if (token >= int64_t(bytes_.size()))
+          throw Error(split.path() + ": token id " + std::to_string(token) +
+                      " is outside the tokenizer's vocabulary");
+        total += bytes_[size_t(token)];
+      }
     }
     return total;
   };
   // The last end-of-text stands for a separator only when the text ends with one.
-  const int64_t excess = sum(0, size) - int64_t(text_bytes);
+  const auto text_bytes = int64_t(split.info().text_bytes);
+  const int64_t excess = sum(0, size) - text_bytes;
   if (excess != 0 && excess != kSeparatorBytes)
-    throw Error(source + ": its tokens stand for " + std::to_string(excess + int64_t(text_bytes)) +
+    throw Error(split.path() + ": its tokens stand for " + std::to_string(excess + text_bytes) +
                 " bytes of text, its header says " + std::to_string(text_bytes) +
                 " (encoded with another tokenizer? run demix data again)");
   return sum(1, scored + 1) - (scored + 1 == size ? excess : 0);
@@ -86,9 +92,9 @@ SplitScore score_windows(model::GptImpl& model, const data::EvalWindows& windows
   return score;
 }
 
-SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64_t route,
+SplitScore score_split(model::GptImpl& model, const data::TokenSplit& split, int64_t route,
                        int64_t max_tokens, int64_t batch_size) {
-  return score_windows(model, data::eval_windows(file, model.config().block_size, max_tokens),
+  return score_windows(model, data::eval_windows(split, model.config().block_size, max_tokens),
                        route, batch_size);
 }
 
@@ -105,10 +111,10 @@ std::vector<SplitScore> evaluate(model::GptImpl& model, const Config& config,
   struct Part {
     SplitScore score;
     int64_t route;
-    std::unique_ptr<data::TokenFile> file;
+    std::unique_ptr<data::TokenSplit> split;
   };
   auto windows_of = [&](const Part& part) {
-    return data::eval_windows(*part.file, model.config().block_size, max_tokens);
+    return data::eval_windows(*part.split, model.config().block_size, max_tokens);
   };
   std::vector<Part> parts;  // every split of every domain, opened first for the progress total
   int64_t blocks = 0;
@@ -123,8 +129,7 @@ std::vector<SplitScore> evaluate(model::GptImpl& model, const Config& config,
     progress.stage(part.score.domain + "/" + part.score.split);
     auto score =
         score_windows(model, windows_of(part), part.route, config.eval.batch_size, &progress);
-    score.bytes = token_bytes.scored(part.file->tokens(), int64_t(part.file->size()), score.tokens,
-                                     part.file->header().text_bytes, part.file->path());
+    score.bytes = token_bytes.scored(*part.split, score.tokens);
     score.domain = part.score.domain;
     score.split = part.score.split;
     scores.push_back(score);

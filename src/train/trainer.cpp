@@ -148,7 +148,7 @@ void Trainer::open_data(const std::vector<int>& hosted) {
     for (int r = 0; r < placement_.world_size(); ++r)
       global_rows_ += k * int64_t(drawn_domains(r).size());
   }
-  std::vector<const data::TokenFile*> files;
+  std::vector<const data::TokenSplit*> files;
   for (const auto& domain : config_.data.domains) {
     train_files_.push_back(data::open_split(config_, domain, "train"));
     valid_files_.push_back(data::open_split(config_, domain, "valid"));

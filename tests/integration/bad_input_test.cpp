@@ -19,7 +19,7 @@
 #include <sstream>
 
 #include "demix/core/manifest.h"
-#include "demix/data/token_file.h"
+#include "demix/data/token_split.h"
 #include "demix/data/tokenizer.h"
 
 namespace demix {
@@ -100,16 +100,17 @@ void write(const fs::path& path, const std::string& bytes) {
 
 // A tokens directory holding only scripture, from `tokens` (the other splits are the real ones).
 std::string token_dir(const fs::path& work, const std::string& name,
-                      const std::vector<uint16_t>& tokens, uint64_t vocab = 8192) {
+                      const std::vector<uint32_t>& tokens, uint64_t vocab = 8192) {
   const auto dir = work / name;
   fs::create_directories(dir / "scripture");
   for (const char* split : {"valid", "test"})
-    fs::copy_file("data/tokens/spm8k/scripture/" + std::string(split) + ".bin",
-                  dir / "scripture" / (std::string(split) + ".bin"),
-                  fs::copy_options::overwrite_existing);
-  data::TokenFileHeader header;
-  header.vocab_size = vocab;
-  data::write_token_file((dir / "scripture" / "train.bin").string(), tokens, header);
+    fs::copy("data/tokens/spm8k/scripture/" + std::string(split), dir / "scripture" / split,
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  data::SplitInfo info;
+  info.vocab_size = vocab;
+  data::SplitWriter train((dir / "scripture" / "train").string(), 1 << 20, info);
+  if (!tokens.empty()) train.append_document(tokens, 0);
+  train.commit();
   return dir.string();
 }
 
@@ -152,13 +153,13 @@ class BadInputTest : public ::testing::Test {
     write(work / "no_domains.yaml", "model: {d_model: 64, n_head: 4}\n");
     write(work / "syntax.yaml", "model: {d_model: 64\n");
     write(work / "twice.yaml", "data: {domains: [scripture]}\ntrain:\n  steps: 2\n  steps: 3\n");
-    std::vector<uint16_t> ok(4096, 5);
+    std::vector<uint32_t> ok(4096, 5);
     token_dir(work, "tokens_empty", {});
     auto high = ok;
     high[1234] = 9000;
     token_dir(work, "tokens_high_id", high);
     token_dir(work, "tokens_odd", ok);
-    std::ofstream(work / "tokens_odd" / "scripture" / "train.bin", std::ios::app) << 'x';
+    std::ofstream(work / "tokens_odd" / "scripture" / "train" / "00000.bin", std::ios::app) << 'x';
     return true;
   }
 

@@ -27,28 +27,32 @@ TEST(TokenBytesTest, CountsTheBytesOfExactlyTheScoredText) {
                                          "def f(x):\n    return x  \n"};
   for (bool trailing_separator : {false, true}) {
     std::string text;
-    std::vector<uint16_t> tokens;
+    std::vector<uint32_t> tokens;
     std::vector<int64_t> end_of_text;  // the index of each document's end-of-text token
     for (size_t i = 0; i < docs.size(); ++i) {
       text += docs[i];
       if (i + 1 < docs.size() || trailing_separator) text += kSeparator;
       const auto ids = tokenizer.encode(docs[i]);
       tokens.insert(tokens.end(), ids.begin(), ids.end());
-      tokens.push_back(uint16_t(tokenizer.eos_id()));
+      tokens.push_back(uint32_t(tokenizer.eos_id()));
       end_of_text.push_back(int64_t(tokens.size()) - 1);
     }
     ASSERT_EQ(data::split_documents(text), docs);
     const auto size = int64_t(tokens.size());
     // Token 0 is never predicted: its bytes are not scored.
     const auto first = int64_t(tokenizer.decode({tokens[0]}).size());
-    auto scored = [&](int64_t n) {
-      return token_bytes.scored(tokens.data(), size, n, text.size(), "text");
+    auto split_of = [&](uint64_t text_bytes) {
+      data::SplitInfo info;
+      info.text_bytes = text_bytes;
+      return std::make_unique<data::TokenSplit>(tokens, info, "text");
     };
+    const auto split = split_of(text.size());
+    auto scored = [&](int64_t n) { return token_bytes.scored(*split, n); };
     const auto sep = int64_t(kSeparator.size());
     EXPECT_EQ(scored(end_of_text[0]), int64_t(docs[0].size()) + sep - first);
     EXPECT_EQ(scored(end_of_text[1]), int64_t(docs[0].size() + docs[1].size()) + 2 * sep - first);
     EXPECT_EQ(scored(size - 1), int64_t(text.size()) - first) << trailing_separator;
-    EXPECT_THROW(token_bytes.scored(tokens.data(), size, 1, text.size() + 7, "text"), Error);
+    EXPECT_THROW(token_bytes.scored(*split_of(text.size() + 7), 1), Error);
   }
 }
 
@@ -59,11 +63,9 @@ TEST(TokenBytesTest, AgreesWithEveryCorpusTokenFile) {
     const auto file = data::open_split(config, domain, "test");
     const auto size = int64_t(file->size());
     int64_t all = 0;  // the whole text but token 0's bytes
-    EXPECT_NO_THROW(all = token_bytes.scored(file->tokens(), size, size - 1,
-                                             file->header().text_bytes, file->path()))
-        << domain;
-    EXPECT_LT(all, int64_t(file->header().text_bytes)) << domain;
-    EXPECT_GT(all, int64_t(file->header().text_bytes) - 64) << domain;
+    EXPECT_NO_THROW(all = token_bytes.scored(*file, size - 1)) << domain;
+    EXPECT_LT(all, int64_t(file->info().text_bytes)) << domain;
+    EXPECT_GT(all, int64_t(file->info().text_bytes) - 64) << domain;
   }
 }
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "demix/core/config_choices.h"
-#include "demix/data/token_file.h"
+#include "demix/data/token_split.h"
 
 namespace demix::data {
 
@@ -29,11 +29,11 @@ using Sampling = DataSampling;  // data.sampling
 
 class DomainBatcher {
  public:
-  // files[d] is domain d's training split; `domains` lists the ids this stream draws (all of
+  // splits[d] is domain d's training split; `domains` lists the ids this stream draws (all of
   // them in a single process). Row i of a domain is the domain's global row first_row + i, so
   // replica q of a domain drawing k rows (first_row = q*k) gets exactly the rows that one process
-  // drawing k * replicas rows would give it. The files must outlive the batcher.
-  DomainBatcher(std::vector<const TokenFile*> files, std::vector<int64_t> domains,
+  // drawing k * replicas rows would give it. The splits must outlive the batcher.
+  DomainBatcher(std::vector<const TokenSplit*> splits, std::vector<int64_t> domains,
                 int64_t per_domain, int64_t seq_len, Sampling sampling, uint64_t seed,
                 int64_t first_row = 0);
 
@@ -45,7 +45,7 @@ class DomainBatcher {
  private:
   int64_t draw_domain(uint64_t draw, int64_t row) const;  // natural sampling
 
-  std::vector<const TokenFile*> files_;
+  std::vector<const TokenSplit*> splits_;
   std::vector<int64_t> domains_;
   std::vector<double> cumulative_share_;  // natural sampling: cumulative token share per domain
   int64_t per_domain_;
@@ -62,8 +62,6 @@ struct EvalWindows {
   at::Tensor inputs;   // (N, T)
   at::Tensor targets;  // (N, T)
 };
-EvalWindows eval_windows(const TokenFile& file, int64_t seq_len, int64_t max_tokens);
-EvalWindows eval_windows(const std::vector<uint16_t>& tokens, int64_t seq_len, int64_t max_tokens,
-                         const std::string& source);
+EvalWindows eval_windows(const TokenSplit& split, int64_t seq_len, int64_t max_tokens);
 
 }  // namespace demix::data

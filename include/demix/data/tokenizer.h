@@ -19,12 +19,14 @@ struct Config;
 
 namespace demix::data {
 
+struct SplitInfo;
+
 class Tokenizer {
  public:
   explicit Tokenizer(const std::string& model_path);  // throws Error if missing or unreadable
   ~Tokenizer();
 
-  std::vector<uint16_t> encode(const std::string& text) const;
+  std::vector<uint32_t> encode(const std::string& text) const;
   std::string decode(const std::vector<int64_t>& ids) const;
   int64_t vocab_size() const;
   int64_t eos_id() const;
@@ -40,14 +42,16 @@ class Tokenizer {
 // Splits a corpus file into documents (separated by a line holding a single form feed).
 std::vector<std::string> split_documents(const std::string& text);
 // A text's tokens as the corpus token files hold them: each document encoded, then the
-// end-of-text token. `documents`, if given, receives how many there were.
-std::vector<uint16_t> encode_documents(const Tokenizer& tokenizer, const std::string& text,
-                                       uint64_t* documents = nullptr);
+// end-of-text token. `info`, if given, receives the document count and the text's size.
+std::vector<uint32_t> encode_documents(const Tokenizer& tokenizer, const std::string& text,
+                                       SplitInfo* info = nullptr);
 std::string read_file(const std::string& path);  // throws Error naming the path
 // A text file's bytes; throws Error naming the path and offset unless they are valid UTF-8.
 std::string read_text(const std::string& path);
 
-// Trains config.tokenizer.model on an equal-sized sample of every training domain's train split.
+// Trains config.tokenizer.model on an equal-sized sample of every training domain's train split,
+// drawn from the sources as a stream: the documents of lowest hash, up to the per-domain budget,
+// so the sample does not depend on the order of the files.
 void train_tokenizer(const Config& config);
 
 }  // namespace demix::data

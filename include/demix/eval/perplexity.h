@@ -11,7 +11,7 @@
 #include "demix/core/config.h"
 #include "demix/core/json.h"
 #include "demix/data/domain_batcher.h"
-#include "demix/data/token_file.h"
+#include "demix/data/token_split.h"
 #include "demix/data/tokenizer.h"
 #include "demix/eval/progress.h"
 #include "demix/model/gpt.h"
@@ -37,10 +37,9 @@ struct SplitScore {
 class TokenBytes {
  public:
   explicit TokenBytes(const data::Tokenizer& tokenizer);
-  // Bytes of tokens[1 .. scored], the targets of the first evaluation windows, of `size` tokens
-  // that encode `text_bytes` bytes of text (named `source` in errors).
-  int64_t scored(const uint16_t* tokens, int64_t size, int64_t scored, uint64_t text_bytes,
-                 const std::string& source) const;
+  // Bytes of tokens[1 .. scored] of `split`, the targets of its first evaluation windows; its
+  // tokens must encode the text bytes its info says.
+  int64_t scored(const data::TokenSplit& split, int64_t scored) const;
 
  private:
   std::vector<int64_t> bytes_;  // per token id
@@ -51,8 +50,8 @@ class TokenBytes {
 SplitScore score_windows(model::GptImpl& model, const data::EvalWindows& windows, int64_t route,
                          int64_t batch_size, Progress* progress = nullptr);
 
-// Scores `file` routed as domain `route` in consecutive windows of the model's block size.
-SplitScore score_split(model::GptImpl& model, const data::TokenFile& file, int64_t route,
+// Scores `split` routed as domain `route` in consecutive windows of the model's block size.
+SplitScore score_split(model::GptImpl& model, const data::TokenSplit& split, int64_t route,
                        int64_t max_tokens, int64_t batch_size);
 
 // Every training domain through its expert (a dense model: also the eval domains), for each

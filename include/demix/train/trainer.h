@@ -82,8 +82,8 @@ class Trainer {
   std::unique_ptr<optim::AdamW> optimizer_;
   std::unique_ptr<StepSync> sync_;  // one process, expert-parallel ranks or MoDE branches
   optim::LrSchedule schedule_;
-  std::vector<std::unique_ptr<data::TokenFile>> train_files_;
-  std::vector<std::unique_ptr<data::TokenFile>> valid_files_;
+  std::vector<std::unique_ptr<data::TokenSplit>> train_files_;
+  std::vector<std::unique_ptr<data::TokenSplit>> valid_files_;
   std::unique_ptr<data::DomainBatcher> batcher_;
   int64_t global_rows_ = 0;  // rows per micro-batch over all ranks
   std::unique_ptr<MetricsLog> metrics_;
