@@ -151,17 +151,18 @@ bool up_to_date(const Config& config, const DocumentReader& reader, const std::s
 class ProgressLine {
  public:
   explicit ProgressLine(uint64_t total_bytes) : total_(total_bytes) {}
-  void update(const std::string& input, uint64_t bytes_read, uint64_t documents) {
+  // `input_read` bytes of the inputs are encoded, holding `text` bytes of documents.
+  void update(const std::string& input, uint64_t input_read, uint64_t text, uint64_t documents) {
     const auto now = Clock::now();
     if (now - last_ < std::chrono::seconds(5)) return;
     last_ = now;
     const double seconds = std::chrono::duration<double>(now - start_).count();
-    const double rate = double(bytes_read) / seconds;
-    const double left = rate > 0 ? double(total_ - std::min(total_, bytes_read)) / rate : 0;
-    spdlog::info("data: {}: {} of {} ({:.0f}%), {:.1f} MB/s, {} documents, {:.0f}s left", input,
-                 megabytes(double(bytes_read)), megabytes(double(total_)),
-                 100.0 * double(bytes_read) / double(std::max<uint64_t>(total_, 1)), rate / 1e6,
-                 documents, left);
+    const double done = double(input_read) / double(std::max<uint64_t>(total_, 1));
+    spdlog::info(
+        "data: {}: {:.0f}% of {} input, {} of text at {:.1f} MB/s, {} documents, {:.0f}s "
+        "left",
+        input, 100 * done, megabytes(double(total_)), megabytes(double(text)),
+        double(text) / 1e6 / seconds, documents, done > 0 ? seconds * (1 - done) / done : 0.0);
   }
 
  private:
@@ -179,8 +180,10 @@ class OrderedEncoder {
   struct Chunk {
     std::vector<Document> docs;
     std::vector<int> splits;
-    std::vector<std::vector<uint32_t>> tokens;
+    std::vector<uint32_t> tokens;  // every document's, one after another
+    std::vector<size_t> ends;      // where each document's tokens end
     size_t bytes = 0;
+    uint64_t input_read = 0;  // of the inputs when the chunk was read (for the progress line)
     bool done = false;
   };
   using Sink = std::function<void(Chunk&)>;
@@ -245,10 +248,12 @@ class OrderedEncoder {
         todo_.pop_front();
       }
       try {
-        chunk->tokens.resize(chunk->docs.size());
-        for (size_t i = 0; i < chunk->docs.size(); ++i) {
-          chunk->tokens[i] = tokenizer_.encode(chunk->docs[i].text);
-          chunk->tokens[i].push_back(uint32_t(tokenizer_.eos_id()));
+        // One buffer for the chunk: no allocation per document, none freed on another thread.
+        chunk->tokens.reserve(chunk->bytes / 3);
+        for (const auto& doc : chunk->docs) {
+          tokenizer_.encode_append(doc.text, chunk->tokens);
+          chunk->tokens.push_back(uint32_t(tokenizer_.eos_id()));
+          chunk->ends.push_back(chunk->tokens.size());
         }
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -385,14 +390,19 @@ int encode_corpus(const Config& config) {
   // A chunk in flight holds its text and about as many bytes of tokens: budget three times it.
   const size_t limit = std::max<size_t>(
       size_t(workers) + 1, size_t(config.data.memory_mb) * (1 << 20) / (3 * chunk_bytes));
+  ProgressLine progress(reader.input_bytes());
+  uint64_t documents_written = 0, text_written = 0;
   OrderedEncoder encoder(tokenizer, workers, limit, [&](OrderedEncoder::Chunk& chunk) {
-    for (size_t i = 0; i < chunk.docs.size(); ++i)
+    for (size_t i = 0, begin = 0; i < chunk.docs.size(); begin = chunk.ends[i++])
       writers.at({chunk.docs[i].domain, chunk.splits[i]})
-          ->append_document(chunk.tokens[i], chunk.docs[i].text.size() + 3);
+          ->append_document(chunk.tokens.data() + begin, chunk.ends[i] - begin,
+                            chunk.docs[i].text.size() + 3);
+    documents_written += chunk.docs.size();
+    text_written += chunk.bytes;
+    progress.update(reader.current_path(), chunk.input_read, text_written, documents_written);
   });
   std::vector<DomainCounts> counts(domains.size());
   DocumentSet seen;
-  ProgressLine progress(reader.input_bytes());
   uint64_t documents_read = 0;
   auto chunk = std::make_unique<OrderedEncoder::Chunk>();
   reader.read([&](Document&& doc) {
@@ -406,11 +416,12 @@ int encode_corpus(const Config& config) {
     chunk->bytes += doc.text.size();
     chunk->docs.push_back(std::move(doc));
     if (chunk->bytes >= chunk_bytes) {
+      chunk->input_read = reader.bytes_read();
       encoder.submit(std::move(chunk));
       chunk = std::make_unique<OrderedEncoder::Chunk>();
-      progress.update(reader.current_path(), reader.bytes_read(), documents_read);
     }
   });
+  chunk->input_read = reader.input_bytes();
   if (!chunk->docs.empty()) encoder.submit(std::move(chunk));
   encoder.finish();
 

@@ -35,7 +35,7 @@ struct RawHeader {
 static_assert(sizeof(RawHeader) <= kHeaderBytes);
 
 std::string shard_name(size_t i) {
-  char name[16];
+  char name[32];
   std::snprintf(name, sizeof(name), "%05zu.bin", i);
   return name;
 }
@@ -230,22 +230,22 @@ void SplitWriter::close_shard() {
     throw Error(path + ": cannot write: " + std::strerror(errno));
 }
 
-void SplitWriter::append_document(const std::vector<uint32_t>& tokens, uint64_t text_bytes) {
+void SplitWriter::append_document(const uint32_t* tokens, size_t count, uint64_t text_bytes) {
   uint16_t narrow[4096];
-  for (size_t done = 0; done < tokens.size();) {
+  for (size_t done = 0; done < count;) {
     if (!file_ || shard_tokens_.back() == shard_capacity_) {
       close_shard();
       open_shard();
     }
     const size_t n =
-        size_t(std::min<uint64_t>(tokens.size() - done, shard_capacity_ - shard_tokens_.back()));
+        size_t(std::min<uint64_t>(count - done, shard_capacity_ - shard_tokens_.back()));
     size_t written = 0;
     if (info_.token_bytes == 4) {
-      written = std::fwrite(tokens.data() + done, 4, n, file_.get());
+      written = std::fwrite(tokens + done, 4, n, file_.get());
     } else {
       for (size_t i = 0; i < n; i += std::size(narrow)) {
         const size_t m = std::min(std::size(narrow), n - i);
-        std::copy(tokens.begin() + long(done + i), tokens.begin() + long(done + i + m), narrow);
+        std::copy(tokens + done + i, tokens + done + i + m, narrow);
         written += std::fwrite(narrow, 2, m, file_.get());
       }
     }
@@ -256,7 +256,7 @@ void SplitWriter::append_document(const std::vector<uint32_t>& tokens, uint64_t 
   if (!file_) open_shard();  // an empty document still counts in the current shard
   shard_.documents += 1;
   shard_.text_bytes += text_bytes;
-  info_.tokens += tokens.size();
+  info_.tokens += count;
   info_.documents += 1;
   info_.text_bytes += text_bytes;
 }

@@ -327,5 +327,19 @@ TEST_F(CorpusTest, TheTokenizerSampleDoesNotDependOnFileOrder) {
   for (int64_t id = 0; id < a.vocab_size(); ++id) EXPECT_EQ(a.piece(id), b.piece(id)) << id;
 }
 
+// The encoder's line-at-a-time path gives exactly sentencepiece's tokens of the whole text.
+TEST_F(CorpusTest, EncodingLineByLineEqualsEncodingTheWholeText) {
+  const Tokenizer tokenizer(tokenizer_);
+  std::vector<std::string> texts = {"", "\n", "\n\n", " a \n", "x\n\n  y  \n z", "tail\n"};
+  for (int i = 0; i < 40; ++i)
+    texts.push_back(document("alpha", i) + "\n\n " + document("beta", i));
+  for (const auto& text : texts) {
+    std::vector<uint32_t> appended = {7};
+    tokenizer.encode_append(text, appended);
+    const auto whole = tokenizer.encode(text);
+    EXPECT_EQ(std::vector<uint32_t>(appended.begin() + 1, appended.end()), whole) << text;
+  }
+}
+
 }  // namespace
 }  // namespace demix::data

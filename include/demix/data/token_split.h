@@ -77,7 +77,10 @@ class SplitWriter {
   SplitWriter& operator=(const SplitWriter&) = delete;
 
   // One document's tokens, its end-of-text token included, and its text's size in bytes.
-  void append_document(const std::vector<uint32_t>& tokens, uint64_t text_bytes);
+  void append_document(const uint32_t* tokens, size_t count, uint64_t text_bytes);
+  void append_document(const std::vector<uint32_t>& tokens, uint64_t text_bytes) {
+    append_document(tokens.data(), tokens.size(), text_bytes);
+  }
   const SplitInfo& info() const { return info_; }
   size_t shard_count() const { return shard_tokens_.size(); }
   void commit();

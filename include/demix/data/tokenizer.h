@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sentencepiece {
@@ -27,6 +28,8 @@ class Tokenizer {
   ~Tokenizer();
 
   std::vector<uint32_t> encode(const std::string& text) const;
+  // Appends the tokens of `text` to `out` (reusing a per-thread buffer: no allocation per call).
+  void encode_append(std::string_view text, std::vector<uint32_t>& out) const;
   std::string decode(const std::vector<int64_t>& ids) const;
   int64_t vocab_size() const;
   int64_t eos_id() const;
@@ -37,6 +40,7 @@ class Tokenizer {
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
   uint64_t fingerprint_ = 0;
+  int newline_id_ = -1;  // the byte piece of '\n' when no piece holds a newline, else -1
 };
 
 // Splits a corpus file into documents (separated by a line holding a single form feed).
