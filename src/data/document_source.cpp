@@ -15,6 +15,7 @@
 
 #include "demix/core/config.h"
 #include "demix/core/error.h"
+#include "demix/core/json.h"
 
 namespace demix::data {
 namespace fs = std::filesystem;
@@ -325,33 +326,30 @@ void DocumentReader::read_jsonl(const Input& input, const std::function<void(Doc
     try {
       object = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-      std::string why = e.what();
-      why = why.substr(why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
-      throw Error(where() + "invalid JSON: " + why);
+      throw Error(where() + "invalid JSON: " + json_message(e));
     }
     if (!object.is_object())
       throw Error(where() + "expected a JSON object, got " + object.type_name());
-    const auto* text = find_field(object, source.text_field);
-    if (!text) {
-      ++skipped_.missing_text;
-      continue;
-    }
-    if (!text->is_string())
-      throw Error(where() + source.text_field + " is a " + text->type_name() +
-                  ", expected a string");
+    // The string at `path`; null (and counted in `missing`) when the field is absent or null.
+    auto string_field = [&](const std::string& path, uint64_t& missing) -> const std::string* {
+      const auto* value = find_field(object, path);
+      if (!value) {
+        ++missing;
+        return nullptr;
+      }
+      if (!value->is_string())
+        throw Error(where() + path + " is a " + value->type_name() + ", expected a string");
+      return &value->get_ref<const std::string&>();
+    };
+    const auto* text = string_field(source.text_field, skipped_.missing_text);
+    if (!text) continue;
     Document doc;
     doc.split = input.split;
     doc.domain = input.domain;
     if (doc.domain < 0) {
-      const auto* label = find_field(object, source.domain_field);
-      if (!label) {
-        ++skipped_.missing_domain;
-        continue;
-      }
-      if (!label->is_string())
-        throw Error(where() + source.domain_field + " is a " + label->type_name() +
-                    ", expected a string");
-      const auto& name = label->get_ref<const std::string&>();
+      const auto* label = string_field(source.domain_field, skipped_.missing_domain);
+      if (!label) continue;
+      const auto& name = *label;
       const auto it = std::find(domains_.begin(), domains_.end(), name);
       if (it == domains_.end()) {
         ++skipped_.other_domain_documents;
@@ -361,7 +359,7 @@ void DocumentReader::read_jsonl(const Input& input, const std::function<void(Doc
       }
       doc.domain = int(it - domains_.begin());
     }
-    doc.text = text->get<std::string>();
+    doc.text = *text;
     if (doc.text.empty()) {
       ++skipped_.empty_text;
       continue;
