@@ -43,8 +43,14 @@ using BadChoices = std::map<std::string, std::string>;
 // Reads one section's fields from a YAML map, refusing unknown keys and wrong types.
 class SectionReader {
  public:
-  SectionReader(const YAML::Node& node, std::string where, std::string section, BadChoices& bad)
-      : node_(node), where_(std::move(where)), section_(std::move(section)), bad_(bad) {
+  // `section` is "data", or "data.sources[0]" for an item of a list of maps; messages start with
+  // "<source>: <section>.<key>".
+  SectionReader(const YAML::Node& node, std::string source, std::string section, BadChoices& bad)
+      : node_(node),
+        source_(std::move(source)),
+        section_(std::move(section)),
+        where_(source_ + ": " + section_),
+        bad_(bad) {
     for (const auto& kv : node_) unseen_.insert(kv.first.as<std::string>());
   }
 
@@ -103,16 +109,17 @@ class SectionReader {
       const auto name = "[" + std::to_string(field.size()) + "]";
       if (!item.IsMap()) throw Error(where_ + "." + key_ + name + ": expected a map of keys");
       BadChoices bad;
-      SectionReader reader(item, where_ + "." + key_ + name, section_ + "." + key_ + name, bad);
+      SectionReader reader(item, source_, section_ + "." + key_ + name, bad);
       field.emplace_back().visit(reader);
       reader.finish();
-      if (!bad.empty()) throw Error(where_.substr(0, where_.rfind(": ") + 2) + bad.begin()->second);
+      if (!bad.empty()) throw Error(source_ + ": " + bad.begin()->second);
     }
   }
 
   const YAML::Node& node_;
-  std::string where_;
+  std::string source_;
   std::string section_;
+  std::string where_;
   BadChoices& bad_;
   std::set<std::string> unseen_;
   std::string key_;  // the key being read
@@ -249,7 +256,7 @@ Config parse_config(YAML::Node root, const std::string& source,
     const YAML::Node node = root[name];
     if (!node || node.IsNull()) return;
     if (!node.IsMap()) throw Error(source + ": " + name + ": expected a map of keys");
-    SectionReader reader(node, source + ": " + name, name, bad);
+    SectionReader reader(node, source, name, bad);
     section.visit(reader);
     reader.finish();
   };

@@ -279,13 +279,9 @@ class OrderedEncoder {
   std::vector<std::thread> threads_;
 };
 
-struct DomainCounts {
-  uint64_t duplicates = 0;
-};
-
 void write_report(const Config& config, const std::string& sig,
                   const std::map<std::pair<int, int>, std::unique_ptr<SplitWriter>>& writers,
-                  const std::vector<DomainCounts>& counts, const DocumentReader& reader,
+                  const std::vector<uint64_t>& duplicates_of, const DocumentReader& reader,
                   uint64_t documents_read, int workers, double seconds) {
   const auto domains = config.all_domains();
   Json splits = Json::array();
@@ -311,11 +307,11 @@ void write_report(const Config& config, const std::string& sig,
   }
   Json dropped = Json::object();
   std::string dropped_rows;
-  for (size_t d = 0; d < counts.size(); ++d) {
-    dropped[domains[d]] = counts[d].duplicates;
-    duplicates += counts[d].duplicates;
-    if (counts[d].duplicates)
-      dropped_rows += fmt::format("| {} | {} |\n", domains[d], counts[d].duplicates);
+  for (size_t d = 0; d < duplicates_of.size(); ++d) {
+    dropped[domains[d]] = duplicates_of[d];
+    duplicates += duplicates_of[d];
+    if (duplicates_of[d])
+      dropped_rows += fmt::format("| {} | {} |\n", domains[d], duplicates_of[d]);
   }
   const auto& skipped = reader.skipped();
   Json other = Json::object();
@@ -396,12 +392,12 @@ int encode_corpus(const Config& config) {
     for (size_t i = 0, begin = 0; i < chunk.docs.size(); begin = chunk.ends[i++])
       writers.at({chunk.docs[i].domain, chunk.splits[i]})
           ->append_document(chunk.tokens.data() + begin, chunk.ends[i] - begin,
-                            chunk.docs[i].text.size() + 3);
+                            chunk.docs[i].text.size() + kDocumentSeparator.size());
     documents_written += chunk.docs.size();
     text_written += chunk.bytes;
     progress.update(reader.current_path(), chunk.input_read, text_written, documents_written);
   });
-  std::vector<DomainCounts> counts(domains.size());
+  std::vector<uint64_t> duplicates_of(domains.size());
   DocumentSet seen;
   uint64_t documents_read = 0;
   auto chunk = std::make_unique<OrderedEncoder::Chunk>();
@@ -409,7 +405,7 @@ int encode_corpus(const Config& config) {
     ++documents_read;
     const auto hash = document_hash(doc.text);
     if (config.data.dedup && !seen.insert(hash)) {
-      ++counts[size_t(doc.domain)].duplicates;
+      ++duplicates_of[size_t(doc.domain)];
       return;
     }
     chunk->splits.push_back(rule.split(doc, hash));
@@ -437,7 +433,7 @@ int encode_corpus(const Config& config) {
   for (auto& [key, writer] : writers) writer->commit();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  write_report(config, sig, writers, counts, reader, documents_read, workers, seconds);
+  write_report(config, sig, writers, duplicates_of, reader, documents_read, workers, seconds);
   return int(writers.size());
 }
 

@@ -20,6 +20,9 @@
 namespace demix::data {
 namespace fs = std::filesystem;
 
+namespace {
+
+// The offset of the first byte that is not well-formed UTF-8, or npos.
 size_t invalid_utf8_offset(std::string_view text) {
   const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
@@ -44,6 +47,17 @@ size_t invalid_utf8_offset(std::string_view text) {
     i += len;
   }
   return std::string_view::npos;
+}
+
+}  // namespace
+
+void check_utf8(std::string_view text, const std::string& path, uint64_t offset) {
+  const auto bad = invalid_utf8_offset(text);
+  if (bad == std::string_view::npos) return;
+  char hex[8];
+  std::snprintf(hex, sizeof(hex), "0x%02x", unsigned(static_cast<unsigned char>(text[bad])));
+  throw Error(path + ": not UTF-8 text (invalid byte " + hex + " at offset " +
+              std::to_string(offset + bad) + ")");
 }
 
 namespace {
@@ -198,26 +212,30 @@ std::vector<std::string> expand(const std::string& pattern) {
   return paths;
 }
 
-uint64_t file_bytes(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
-}
-
 }  // namespace
 
+void DocumentReader::add_input(size_t source, const std::string& path, int domain, int split) {
+  struct stat st {};
+  ::stat(path.c_str(), &st);
+  inputs_.push_back({source, path, domain, split, uint64_t(st.st_size),
+                     path + " " + std::to_string(st.st_size) + " " +
+                         std::to_string(st.st_mtim.tv_sec) + "." +
+                         std::to_string(st.st_mtim.tv_nsec) + "\n"});
+  input_bytes_ += uint64_t(st.st_size);
+}
+
 DocumentReader::DocumentReader(const Config& config)
-    : config_(config), domains_(config.all_domains()) {
-  auto sources = config.data.sources;
-  if (sources.empty()) {
+    : config_(config), sources_(config.data.sources), domains_(config.all_domains()) {
+  if (sources_.empty()) {
     SourceConfig corpus;
     corpus.format = SourceFormat::kTextDir;
     corpus.paths = {config.data.corpus};
-    sources.push_back(corpus);
+    sources_.push_back(corpus);
   }
   std::set<std::pair<int, int>> declared;
   std::set<std::string> seen;
-  for (size_t s = 0; s < sources.size(); ++s) {
-    const auto& source = sources[s];
+  for (size_t s = 0; s < sources_.size(); ++s) {
+    const auto& source = sources_[s];
     const auto name = config.data.sources.empty() ? std::string("data.corpus")
                                                   : "data.sources[" + std::to_string(s) + "]";
     if (source.format == SourceFormat::kTextDir) {
@@ -228,7 +246,7 @@ DocumentReader::DocumentReader(const Config& config)
         for (int split : {2, 1, 0}) {
           const auto path = dir + "/" + domains_[size_t(d)] + "/" + kSplits[size_t(split)] + ".txt";
           if (!fs::exists(path)) continue;
-          inputs_.push_back({s, path, d, split, file_bytes(path)});
+          add_input(s, path, d, split);
           declared.insert({d, split});
           any = true;
         }
@@ -255,7 +273,7 @@ DocumentReader::DocumentReader(const Config& config)
       const auto paths = expand(pattern);
       if (paths.empty()) throw Error(name + ".paths: '" + pattern + "' matches no file");
       for (const auto& path : paths)
-        if (seen.insert(path).second) inputs_.push_back({s, path, domain, split, file_bytes(path)});
+        if (seen.insert(path).second) add_input(s, path, domain, split);
     }
     for (int d = 0; d < int(domains_.size()); ++d)
       if (domain < 0 || d == domain)
@@ -263,17 +281,11 @@ DocumentReader::DocumentReader(const Config& config)
           if (split == kHashSplit || sp == split) declared.insert({d, sp});
   }
   declared_.assign(declared.begin(), declared.end());
-  for (const auto& input : inputs_) input_bytes_ += input.bytes;
 }
 
 std::string DocumentReader::fingerprint() const {
   std::string text;
-  for (const auto& input : inputs_) {
-    struct stat st {};
-    ::stat(input.path.c_str(), &st);
-    text += input.path + " " + std::to_string(st.st_size) + " " +
-            std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "\n";
-  }
+  for (const auto& input : inputs_) text += input.stamp;
   return text;
 }
 
@@ -281,8 +293,7 @@ void DocumentReader::read(const std::function<void(Document&&)>& take) {
   uint64_t done = 0;  // bytes of the inputs finished
   for (const auto& input : inputs_) {
     current_ = input.path;
-    if (config_.data.sources.empty() ||
-        config_.data.sources[input.source].format == SourceFormat::kTextDir)
+    if (sources_[input.source].format == SourceFormat::kTextDir)
       read_text(input, take);
     else
       read_jsonl(input, take);
@@ -293,18 +304,12 @@ void DocumentReader::read(const std::function<void(Document&&)>& take) {
 
 void DocumentReader::read_text(const Input& input, const std::function<void(Document&&)>& take) {
   ByteStream stream(input.path);
-  PieceReader pieces(stream, "\n\f\n");
+  PieceReader pieces(stream, std::string(kDocumentSeparator));
   const uint64_t before = bytes_read_;
   Document doc;
   uint64_t start = 0;
   while (pieces.next(doc.text, &start)) {
-    if (const auto bad = invalid_utf8_offset(doc.text); bad != std::string_view::npos) {
-      char hex[8];
-      std::snprintf(hex, sizeof(hex), "0x%02x",
-                    unsigned(static_cast<unsigned char>(doc.text[bad])));
-      throw Error(input.path + ": not UTF-8 text (invalid byte " + hex + " at offset " +
-                  std::to_string(start + bad) + ")");
-    }
+    check_utf8(doc.text, input.path, start);
     doc.domain = input.domain;
     doc.split = input.split;
     bytes_read_ = before + stream.offset();
@@ -314,7 +319,7 @@ void DocumentReader::read_text(const Input& input, const std::function<void(Docu
 }
 
 void DocumentReader::read_jsonl(const Input& input, const std::function<void(Document&&)>& take) {
-  const auto& source = config_.data.sources[input.source];
+  const auto& source = sources_[input.source];
   ByteStream stream(input.path);
   PieceReader lines(stream, "\n");
   const uint64_t before = bytes_read_;

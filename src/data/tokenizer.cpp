@@ -27,12 +27,7 @@ std::string read_file(const std::string& path) {
 
 std::string read_text(const std::string& path) {
   auto text = read_file(path);
-  if (const auto bad = invalid_utf8_offset(text); bad != std::string_view::npos) {
-    char hex[8];
-    std::snprintf(hex, sizeof(hex), "0x%02x", unsigned(static_cast<unsigned char>(text[bad])));
-    throw Error(path + ": not UTF-8 text (invalid byte " + hex + " at offset " +
-                std::to_string(bad) + ")");
-  }
+  check_utf8(text, path);
   return text;
 }
 
@@ -55,17 +50,16 @@ std::vector<uint32_t> encode_documents(const Tokenizer& tokenizer, const std::st
 }
 
 std::vector<std::string> split_documents(const std::string& text) {
-  static const std::string kSeparator = "\n\f\n";
   std::vector<std::string> docs;
   size_t start = 0;
   while (start < text.size()) {
-    const auto end = text.find(kSeparator, start);
+    const auto end = text.find(kDocumentSeparator, start);
     if (end == std::string::npos) {
       docs.push_back(text.substr(start));
       break;
     }
     docs.push_back(text.substr(start, end - start));
-    start = end + kSeparator.size();
+    start = end + kDocumentSeparator.size();
   }
   return docs;
 }

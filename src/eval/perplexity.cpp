@@ -17,7 +17,7 @@ double SplitScore::bits_per_byte() const {
 
 namespace {
 const std::string kSpace = "\xe2\x96\x81";  // U+2581, sentencepiece's space
-constexpr int64_t kSeparatorBytes = 3;      // "\n\f\n" between documents (split_documents)
+constexpr auto kSeparatorBytes = int64_t(data::kDocumentSeparator.size());
 
 bool is_byte_piece(const std::string& piece) {  // "<0x41>"
   return piece.size() == 6 && piece.rfind("<0x", 0) == 0 && piece.back() == '>';

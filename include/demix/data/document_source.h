@@ -20,9 +20,10 @@
 #include <string_view>
 #include <vector>
 
+#include "demix/core/config.h"
+
 namespace demix {
 struct Config;
-struct SourceConfig;
 }  // namespace demix
 
 namespace demix::data {
@@ -44,9 +45,14 @@ struct SkipCounts {
   uint64_t other_domain_documents = 0;
 };
 
-// The offset of the first byte that is not well-formed UTF-8 (RFC 3629: no overlongs, no
-// surrogates), or npos.
-size_t invalid_utf8_offset(std::string_view text);
+// Between two documents of a text_dir file: a line holding a single form feed. Bits per byte
+// count it as the text an end-of-text token stands for.
+inline constexpr std::string_view kDocumentSeparator = "\n\f\n";
+
+// Throws Error "<path>: not UTF-8 text (invalid byte 0x.. at offset N)" unless `text` is
+// well-formed UTF-8 (RFC 3629: no overlongs, no surrogates); `offset` is where `text` starts in
+// the file.
+void check_utf8(std::string_view text, const std::string& path, uint64_t offset = 0);
 
 class DocumentReader {
  public:
@@ -72,11 +78,14 @@ class DocumentReader {
     int domain = -1;  // text_dir: from the layout
     int split = kHashSplit;
     uint64_t bytes = 0;
+    std::string stamp;  // path, size and modification time, for fingerprint()
   };
+  void add_input(size_t source, const std::string& path, int domain, int split);
   void read_jsonl(const Input& input, const std::function<void(Document&&)>& take);
   void read_text(const Input& input, const std::function<void(Document&&)>& take);
 
   const Config& config_;
+  std::vector<SourceConfig> sources_;  // data.sources, or the one text_dir of data.corpus
   std::vector<std::string> domains_;
   std::vector<Input> inputs_;
   std::vector<std::pair<int, int>> declared_;
