@@ -296,6 +296,7 @@ void validate_config(const Config& config, const std::string& source, const BadC
   const auto& eval = config.eval;
   const auto& dist = config.dist;
   const auto& mode = config.mode;
+  const auto& cluster = config.cluster;
   auto fail = [&](const std::string& message) { throw Error(source + ": " + message); };
   // An unknown spelling of a choice key, in the place its rule has always been checked.
   auto known = [&](const char* key) {
@@ -415,6 +416,17 @@ void validate_config(const Config& config, const std::string& source, const BadC
   positive("eval.top_k", eval.top_k);
   positive("eval.prior_blocks", eval.prior_blocks);
   if (eval.mix_max_tokens < 0) fail("eval.mix_max_tokens: expected >= 0");
+  if (!(eval.router_temperature > 0) || !std::isfinite(eval.router_temperature))
+    fail("eval.router_temperature: expected a finite value > 0");
+  positive("eval.router_every", eval.router_every);
+  if (cluster.k < 1) fail("cluster.k=" + std::to_string(cluster.k) + ": expected >= 1");
+  if (cluster.svd_dims < 0) fail("cluster.svd_dims: expected >= 0 (0 = no SVD)");
+  if (cluster.sample_documents < cluster.k)
+    fail("cluster.sample_documents=" + std::to_string(cluster.sample_documents) +
+         ": expected >= cluster.k=" + std::to_string(cluster.k));
+  positive("cluster.iterations", cluster.iterations);
+  positive("cluster.chunk_documents", cluster.chunk_documents);
+  known("cluster.balance");
 
   if (mode.blocks < 0) fail("mode.blocks: expected >= 0");
   if (!config.is_mode()) {

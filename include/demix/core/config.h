@@ -234,6 +234,9 @@ struct EvalConfig {
   int64_t top_k = 2;
   int64_t prior_blocks = 100;
   int64_t mix_max_tokens = 8192;
+  std::string router;
+  double router_temperature = 0.1;
+  int64_t router_every = 32;
 
   template <class V>
   void visit(V& v) {
@@ -247,6 +250,11 @@ struct EvalConfig {
     v("top_k", top_k, "experts run by top-k mixing (those with the largest prior)");
     v("prior_blocks", prior_blocks, "held-out blocks of the target domain for the cached prior");
     v("mix_max_tokens", mix_max_tokens, "tokens per domain in the mixing table (0 = all)");
+    v("router", router,
+      "cluster router file (demix cluster or demix router): adds router top-1 and top-k mixing");
+    v("router_temperature", router_temperature, "router weights softmax(-d^2 / temperature)");
+    v("router_every", router_every,
+      "the router re-reads the text before each run of this many scored tokens");
   }
 };
 
@@ -278,6 +286,34 @@ struct AdaptConfig {
     v("init", init,
       "DEMix: the new expert starts from the closest expert by cached prior "
       "(closest) or the prior-weighted average of all experts (merge)");
+  }
+};
+
+// `demix cluster` (c-BTM, Gururangan et al. 2023): tf-idf features of the training documents'
+// token ids, optionally reduced by truncated SVD, clustered by balanced k-means fitted on a
+// sample and then applied to every document.
+struct ClusterConfig {
+  int64_t k = 8;
+  int64_t svd_dims = 100;
+  int64_t sample_documents = 20000;
+  int64_t iterations = 20;
+  int64_t seed = 1234;
+  int64_t chunk_documents = 16384;
+  ClusterBalance balance = ClusterBalance::kDocuments;
+
+  template <class V>
+  void visit(V& v) {
+    v("k", k, "clusters (the new corpus's domains cluster_00 ...)");
+    v("svd_dims", svd_dims, "truncated SVD dimensions of the tf-idf features (0 = no SVD)");
+    v("sample_documents", sample_documents,
+      "training documents drawn to fit the idf, SVD and centres");
+    v("iterations", iterations, "balanced k-means iterations at most");
+    v("seed", seed, "seed of the document order, SVD and k-means");
+    v("chunk_documents", chunk_documents,
+      "documents assigned together (balanced within each chunk, and overall)");
+    v("balance", balance,
+      "documents (equal document counts, within 1) or tokens (equal token counts, within about "
+      "one document)");
   }
 };
 
@@ -322,6 +358,7 @@ struct Config {
   DistConfig dist;
   AdaptConfig adapt;
   ModeConfig mode;
+  ClusterConfig cluster;
 
   template <class V>
   void visit_sections(V& v) {
@@ -334,6 +371,7 @@ struct Config {
     v("dist", dist);
     v("adapt", adapt);
     v("mode", mode);
+    v("cluster", cluster);
   }
 
   // Cross-field rules; throws Error naming the fields and values. `source` prefixes messages.

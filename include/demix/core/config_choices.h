@@ -127,6 +127,12 @@ DEMIX_CHOICES(EvalPrior, 3) {
            {EvalPrior::kCached, "cached"}}};
 }
 
+// cluster.balance
+enum class ClusterBalance { kDocuments, kTokens };
+DEMIX_CHOICES(ClusterBalance, 2) {
+  return {{{ClusterBalance::kDocuments, "documents"}, {ClusterBalance::kTokens, "tokens"}}};
+}
+
 // eval.posterior
 enum class EvalPosterior { kPrefix, kLastToken };
 DEMIX_CHOICES(EvalPosterior, 2) {
