@@ -1,5 +1,6 @@
 #include "demix/eval/mixture.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -49,6 +50,47 @@ at::Tensor ExpertScorer::operator()(const at::Tensor& inputs, const at::Tensor& 
     columns.push_back(gathered[0][size_t(r)].select(2, int64_t(taken[size_t(r)]++)));
   }
   return at::stack(columns, 2);
+}
+
+std::vector<at::Tensor> ExpertScorer::rows(
+    const at::Tensor& inputs, const at::Tensor& targets,
+    const std::vector<std::vector<int64_t>>& experts_of_block) const {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> out;
+  if (groups_) {
+    std::vector<int64_t> all;
+    for (const auto& experts : experts_of_block)
+      all.insert(all.end(), experts.begin(), experts.end());
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    const auto logprobs = (*this)(inputs, targets, all);  // (B, T, U)
+    for (size_t b = 0; b < experts_of_block.size(); ++b) {
+      std::vector<int64_t> columns;
+      for (auto e : experts_of_block[b])
+        columns.push_back(std::lower_bound(all.begin(), all.end(), e) - all.begin());
+      out.push_back(logprobs[int64_t(b)]
+                        .index_select(1, at::tensor(columns, at::kLong).to(logprobs.device()))
+                        .t());
+    }
+    return out;
+  }
+  std::vector<int64_t> block_of_row, route;
+  for (size_t b = 0; b < experts_of_block.size(); ++b)
+    for (auto e : experts_of_block[b]) {
+      block_of_row.push_back(int64_t(b));
+      route.push_back(e);
+    }
+  const auto index = at::tensor(block_of_row, at::kLong).to(inputs.device());
+  const model::Routing routing(route, inputs.device());
+  const auto logprobs =
+      model_.token_logprobs(inputs.index_select(0, index), targets.index_select(0, index), routing)
+          .to(at::kDouble);
+  int64_t first = 0;
+  for (const auto& experts : experts_of_block) {
+    out.push_back(logprobs.narrow(0, first, int64_t(experts.size())));
+    first += int64_t(experts.size());
+  }
+  return out;
 }
 
 namespace {

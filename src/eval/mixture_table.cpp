@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
 
 #include "demix/core/csv.h"
 #include "demix/core/json.h"
 #include "demix/data/corpus.h"
 #include "demix/eval/mixture.h"
+#include "demix/eval/routed_mixture.h"
 
 namespace demix::eval {
 namespace {
@@ -36,9 +38,13 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
     return data::eval_windows(*data::open_split(config, domains[i], "valid"), config.model.seq_len,
                               0);
   };
+  std::optional<cluster::ClusterRouter> router;
+  if (!ec.router.empty())
+    router.emplace(load_router(ec.router, config.data.domains, config.model.vocab_size));
   int64_t blocks = 0;  // for the progress total
   for (size_t i = 0; i < domains.size(); ++i) {
-    const int64_t variants = (int64_t(i) < E) + 3 + (ec.top_k < E);  // as added below
+    const int64_t variants =
+        (int64_t(i) < E) + 3 + (ec.top_k < E) + (router ? 1 + (ec.top_k > 1) : 0);  // as below
     blocks += variants * test_windows(i).inputs.size(0) +
               std::min(ec.prior_blocks, held_out_windows(i).inputs.size(0));
   }
@@ -75,6 +81,19 @@ std::vector<MixtureRow> mixture_table(const ExpertScorer& scorer, const Config& 
     row.cached_prior = cached.probs();
     add("cached", cached, 0);
     if (ec.top_k < E) add("cached_top" + std::to_string(ec.top_k), cached, ec.top_k);
+    std::vector<int64_t> router_ks;
+    if (router)
+      router_ks = ec.top_k > 1 ? std::vector<int64_t>{1, ec.top_k} : std::vector<int64_t>{1};
+    for (const auto k : router_ks) {
+      const auto name = "router_top" + std::to_string(k);
+      progress.stage(row.domain + " " + name);
+      const RouterOptions o{k, ec.router_every, ec.router_temperature, ec.batch_size, &progress};
+      RoutedScore score;
+      const double seconds = timed([&] { score = score_routed(scorer, *router, windows, o); });
+      row.variants.push_back(
+          {name, score.score.perplexity(), seconds, score.router_seconds, score.experts_per_block});
+      row.router_weights = score.mean_weights;
+    }
     rows.push_back(row);
   }
   return rows;
@@ -129,17 +148,22 @@ std::string posterior_csv(const std::vector<MixtureRow>& rows,
 Json mixture_json(const std::vector<MixtureRow>& rows, const std::vector<std::string>& experts) {
   Json items = Json::array();
   for (const auto& row : rows) {
-    Json perplexity = Json::object(), seconds = Json::object();
+    Json perplexity = Json::object(), seconds = Json::object(), router = Json::object();
     for (const auto& v : row.variants) {
       perplexity[v.name] = v.perplexity;
       seconds[v.name] = v.seconds;
+      if (v.name.rfind("router", 0) == 0)
+        router[v.name] = {{"router_seconds", v.router_seconds},
+                          {"experts_per_block", v.experts_per_block}};
     }
     items.push_back({{"domain", row.domain},
                      {"role", row.trained ? "train" : "novel"},
                      {"tokens", row.tokens},
                      {"perplexity", perplexity},
                      {"seconds", seconds},
-                     {"cached_prior", row.cached_prior}});
+                     {"cached_prior", row.cached_prior},
+                     {"router", router},
+                     {"router_weights", row.router_weights}});
   }
   return Json{{"experts", experts}, {"domains", items}};
 }

@@ -1,18 +1,30 @@
 #include "demix/generate/generator.h"
 
+#include <cmath>
+#include <optional>
+
 #include "demix/core/error.h"
 #include "demix/model/kv_cache.h"
 
 namespace demix::generate {
 
-Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
-                    const ExpertChoice& experts, int64_t max_tokens, Sampler& sampler,
-                    int64_t eos) {
+namespace {
+
+void check_prompt(const model::GptImpl& model, const std::vector<int64_t>& prompt) {
   if (prompt.empty()) throw Error("generate: the prompt encodes to no tokens");
   const auto context = model.config().block_size;
   if (int64_t(prompt.size()) > context)
     throw Error("generate: the prompt has " + std::to_string(prompt.size()) +
                 " tokens, more than the model's context of " + std::to_string(context));
+}
+
+}  // namespace
+
+Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
+                    const ExpertChoice& experts, int64_t max_tokens, Sampler& sampler,
+                    int64_t eos) {
+  check_prompt(model, prompt);
+  const auto context = model.config().block_size;
   torch::NoGradGuard no_grad;
   model.eval();
   const auto device = model.wte->weight.device();
@@ -60,6 +72,63 @@ Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
     if (mixing) scored = torch::cat({scored, next.select(1, token).unsqueeze(0)});
     const auto input = torch::full({rows, 1}, token, torch::kLong).to(device);
     next = at::log_softmax(model.forward(input, routing, cache).to(torch::kDouble), -1)
+               .select(1, 0)
+               .cpu();
+  }
+  return out;
+}
+
+Generation generate_routed(model::GptImpl& model, const std::vector<int64_t>& prompt,
+                           const RoutedChoice& choice, int64_t max_tokens, Sampler& sampler,
+                           int64_t eos) {
+  check_prompt(model, prompt);
+  const auto context_length = model.config().block_size;
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const auto device = model.wte->weight.device();
+  std::vector<int64_t> text = prompt;
+  cluster::RouterContext context(choice.router->featurizer());
+  context.add(prompt.data(), prompt.size());
+
+  std::vector<int64_t> experts;  // the experts running now, one row each
+  std::vector<double> weights;   // (E), zero outside `experts`
+  std::optional<model::Routing> routing;
+  std::optional<model::KvCache> cache;
+  at::Tensor next, log_weights;  // (K, V) next-token log-probs of each running expert; (K)
+  Generation out;
+  for (int64_t step = 0; step < max_tokens && int64_t(text.size()) < context_length; ++step) {
+    if (step % choice.every == 0) {
+      const auto features = context.features();
+      weights = cluster::top_k_weights(choice.router->weights(features.data(), choice.temperature),
+                                       choice.top_k);
+      std::vector<int64_t> chosen;
+      std::vector<double> chosen_log_weights;
+      for (size_t j = 0; j < weights.size(); ++j)
+        if (weights[j] > 0) {
+          chosen.push_back(int64_t(j));
+          chosen_log_weights.push_back(std::log(weights[j]));
+        }
+      log_weights = torch::tensor(chosen_log_weights, torch::kDouble).unsqueeze(1);
+      if (chosen != experts) {  // new experts read the whole text into fresh caches
+        experts = chosen;
+        routing.emplace(experts, device);
+        cache.emplace(model.context_length());
+        const auto rows = int64_t(experts.size());
+        const auto tokens =
+            torch::tensor(text, torch::kLong).to(device).unsqueeze(0).expand({rows, -1});
+        next = at::log_softmax(model.forward(tokens, *routing, *cache).to(torch::kDouble), -1)
+                   .select(1, int64_t(text.size()) - 1)
+                   .cpu();
+      }
+    }
+    out.posterior.push_back(weights);
+    const int64_t token = sampler.next(at::logsumexp(next + log_weights, 0));
+    out.tokens.push_back(token);
+    text.push_back(token);
+    context.add(token);
+    if (token == eos) break;
+    const auto input = torch::full({int64_t(experts.size()), 1}, token, torch::kLong).to(device);
+    next = at::log_softmax(model.forward(input, *routing, *cache).to(torch::kDouble), -1)
                .select(1, 0)
                .cpu();
   }

@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <set>
+
+#include "demix/cluster/router.h"
 #include "demix/model/kv_cache.h"
 #include "support/small_config.h"
 
@@ -111,6 +114,50 @@ TEST(GeneratorTest, MixingFollowsTheDomainPosteriorOfTheTextSoFar) {
   for (int64_t j = 0; j < E; ++j)
     moved += std::abs(out.posterior.back()[size_t(j)] - prior[size_t(j)]);
   EXPECT_GT(moved, 1e-3);
+}
+
+// The router's choice written out: every `every` tokens the top-k weights of the text so far,
+// and each token the argmax of those experts' weighted probabilities from full forwards.
+TEST(GeneratorTest, RoutedGenerationMixesTheRoutersChoiceOfTheTextSoFar) {
+  const int64_t E = 3, V = 40;
+  model::Gpt gpt(small(E), /*seed=*/13);
+  // a router over token ids in three bands, so that the text moves its choice
+  const cluster::Featurizer features(torch::ones({V}), torch::Tensor());
+  auto centres = torch::zeros({E, V});
+  for (int64_t j = 0; j < E; ++j) centres[j].narrow(0, j * 13, 13).fill_(0.25);
+  const cluster::ClusterRouter router(features, centres, {"a", "b", "c"});
+  const std::vector<int64_t> prompt = {1, 2, 30, 31, 32};
+  for (const int64_t top_k : {1, 2}) {
+    Sampler greedy({/*temperature=*/0.0});
+    const RoutedChoice choice{&router, top_k, /*every=*/3, /*temperature=*/0.1};
+    const auto out = generate_routed(*gpt, prompt, choice, 9, greedy);
+    ASSERT_EQ(out.tokens.size(), 9u);
+
+    torch::NoGradGuard no_grad;
+    auto sequence = prompt;
+    std::vector<double> weights;
+    std::set<std::vector<double>> distinct;
+    for (size_t step = 0; step < out.tokens.size(); ++step) {
+      if (step % 3 == 0) {
+        cluster::RouterContext context(router.featurizer());
+        context.add(sequence.data(), sequence.size());
+        const auto f = context.features();
+        weights = cluster::top_k_weights(router.weights(f.data(), 0.1), top_k);
+        distinct.insert(weights);
+      }
+      EXPECT_EQ(out.posterior[step], weights) << "step " << step;
+      const auto input = torch::tensor(sequence, torch::kLong).unsqueeze(0).expand({E, -1});
+      const auto probs = torch::softmax(
+          gpt->forward(input, model::Routing({0, 1, 2}, torch::kCPU)).to(torch::kDouble), -1);
+      auto next = torch::zeros({V}, torch::kDouble);
+      for (int64_t j = 0; j < E; ++j) next += weights[size_t(j)] * probs[j][-1];
+      EXPECT_EQ(out.tokens[step], next.argmax().item<int64_t>())
+          << "top-" << top_k << " step " << step;
+      sequence.push_back(out.tokens[step]);
+    }
+    if (top_k == 2)  // the weights move with the text, so a refresh that did not happen shows
+      EXPECT_GT(distinct.size(), 1u) << "the weights never moved";
+  }
 }
 
 TEST(GeneratorTest, StopsAtTheEndOfTheContext) {

@@ -33,6 +33,10 @@ class ExpertScorer {
       : model_(model), groups_(groups) {}
   at::Tensor operator()(const at::Tensor& inputs, const at::Tensor& targets,
                         const std::vector<int64_t>& experts) const;
+  // Block b under each of experts_of_block[b] only: (K_b, T) float64 per block. One forward over
+  // the sum of K_b rows in one process; under expert parallelism, operator() over their union.
+  std::vector<at::Tensor> rows(const at::Tensor& inputs, const at::Tensor& targets,
+                               const std::vector<std::vector<int64_t>>& experts_of_block) const;
   model::GptImpl& model() const { return model_; }
   int64_t n_experts() const { return model_.config().n_experts; }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "demix/cluster/router.h"
 #include "demix/eval/domain_posterior.h"
 #include "demix/generate/sampler.h"
 #include "demix/model/gpt.h"
@@ -33,5 +34,19 @@ struct Generation {
 Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
                     const ExpertChoice& experts, int64_t max_tokens, Sampler& sampler,
                     int64_t eos = -1);
+
+// The cluster router's choice instead of the posterior: before the first generated token and
+// then every `every` tokens, the router reads the text so far and picks the top_k experts; only
+// those run (a newly chosen expert first reads the whole text into its own cache). `posterior`
+// of the result holds the router weights before each generated token.
+struct RoutedChoice {
+  const cluster::ClusterRouter* router = nullptr;
+  int64_t top_k = 2;
+  int64_t every = 32;
+  double temperature = 0.1;
+};
+Generation generate_routed(model::GptImpl& model, const std::vector<int64_t>& prompt,
+                           const RoutedChoice& choice, int64_t max_tokens, Sampler& sampler,
+                           int64_t eos = -1);
 
 }  // namespace demix::generate
