@@ -50,6 +50,16 @@ add_test(NAME parity.posterior.check
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(parity.posterior.check PROPERTIES FIXTURES_REQUIRED parity_demix)
 
+# The cluster features (tf-idf, SVD, distances, router weights) against float64 NumPy.
+add_test(NAME cluster.features.dump
+         COMMAND demix_features_dump ${CMAKE_BINARY_DIR}/cluster_features.json)
+set_tests_properties(cluster.features.dump PROPERTIES FIXTURES_SETUP cluster_features)
+add_test(NAME cluster.features.check
+         COMMAND ${DEMIX_PYTHON} tests/cluster/features_check.py
+                 ${CMAKE_BINARY_DIR}/cluster_features.json
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cluster.features.check PROPERTIES FIXTURES_REQUIRED cluster_features)
+
 # The benchmark harness in smoke mode: it runs, and the PyTorch reference computes the same loss
 # on the same weights and batch (demix bench fails otherwise). Speed is not judged here.
 add_test(NAME bench.smoke

@@ -2,6 +2,7 @@
 // unknown domains (--mixture), mixing with a given prior (--prior), or a plain text file (--text).
 // `demix prior estimate`: the cached prior of a domain or a text file.
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "demix/eval/mixture.h"
 #include "demix/eval/mixture_table.h"
 #include "demix/eval/perplexity.h"
+#include "demix/eval/routed_mixture.h"
 #include "demix/ops/execution_policy.h"
 #include "options.h"
 
@@ -146,6 +148,16 @@ void mixture_report(EvalModel& m, const std::string& out) {
   write_file_atomic(out + "/mixture.md", table);
   write_json_file(out + "/mixture.json", eval::mixture_json(rows, m.experts()));
   write_file_atomic(out + "/posterior.csv", eval::posterior_csv(rows, m.experts()));
+  if (!m.config.eval.router.empty()) {  // the router's choice per domain, beside the posterior's
+    std::vector<std::string> names;
+    std::vector<std::vector<double>> weights;
+    for (const auto& row : rows) {
+      names.push_back(row.domain);
+      weights.push_back(row.router_weights);
+    }
+    write_file_atomic(out + "/router_weights.csv",
+                      csv_table("domain", m.experts(), names, weights));
+  }
 
   std::vector<std::string> positions;
   std::vector<std::vector<double>> posteriors;
@@ -231,10 +243,56 @@ void mix_texts(EvalModel& m, const std::vector<ScoredText>& texts, const eval::P
   }
 }
 
+// Mixes each text with the cluster router (eval.router), prints its score and writes them all to
+// the JSON report `out`.
+void route_texts(EvalModel& m, const std::vector<ScoredText>& texts, int64_t top_k,
+                 const std::string& out) {
+  const auto router =
+      eval::load_router(m.config.eval.router, m.experts(), m.config.model.vocab_size);
+  int64_t blocks = 0;
+  for (const auto& text : texts) blocks += text.windows.inputs.size(0);
+  eval::Progress progress("route", blocks);
+  const auto& ec = m.config.eval;
+  const eval::RouterOptions options{top_k, ec.router_every, ec.router_temperature, ec.batch_size,
+                                    &progress};
+  Json scores = Json::array();
+  for (const auto& text : texts) {
+    progress.stage(text.name);
+    const auto started = std::chrono::steady_clock::now();
+    auto result = eval::score_routed(m.scorer(), router, text.windows, options);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!m.writes()) continue;
+    result.score.bytes = text.bytes;
+    scores.push_back({{"domain", text.name},
+                      {"tokens", result.score.tokens},
+                      {"perplexity", result.score.perplexity()},
+                      {"bits_per_byte", result.score.bits_per_byte()},
+                      {"mean_router_weights", result.mean_weights},
+                      {"experts_per_block", result.experts_per_block},
+                      {"seconds", seconds},
+                      {"router_seconds", result.router_seconds}});
+    print_score(text.name, result.score, text.bytes);
+    std::printf("  mean router weights: %s\n  %.2f expert forwards per block; router %.3f s\n",
+                eval::format_prior(m.experts(), result.mean_weights).c_str(),
+                result.experts_per_block, result.router_seconds);
+  }
+  if (!m.writes()) return;
+  write_json_file(out, {{"checkpoint", m.checkpoint},
+                        {"router", m.config.eval.router},
+                        {"top_k", top_k},
+                        {"every", ec.router_every},
+                        {"temperature", ec.router_temperature},
+                        {"experts", m.experts()},
+                        {"scores", scores}});
+  spdlog::info("wrote {}", out);
+}
+
 // Flags that only some modes read: refused where they would be silently ignored.
 struct EvalFlags {
-  std::string prior, text, domain, token_logprobs;
+  std::string prior, text, domain, token_logprobs, router;
   bool mixture = false;
+  bool routed = false;  // --router given, with or without a file
   bool top_k_given = false;
   int64_t top_k = 0;
 };
@@ -243,11 +301,17 @@ void check_flags(const EvalFlags& f) {
   if (f.top_k < 0)
     throw Error("--top-k " + std::to_string(f.top_k) + ": expected >= 0 (0 = every expert)");
   const bool mixes = !f.mixture && f.token_logprobs.empty() && f.domain.empty() &&
-                     (!f.prior.empty() || !f.text.empty());
+                     (!f.prior.empty() || !f.text.empty() || f.routed);
   if (f.top_k_given && !mixes)
     throw Error(
-        "--top-k: only when mixing with --prior or --text (without --domain, "
+        "--top-k: only when mixing with --prior, --router or --text (without --domain, "
         "--mixture or --token-logprobs)");
+  if (f.routed && (!f.prior.empty() || !f.domain.empty() || !f.token_logprobs.empty()))
+    throw Error(
+        "--router: mixes by the cluster router; not with --prior, --domain or "
+        "--token-logprobs");
+  if (f.routed && f.mixture && f.router.empty())
+    throw Error("--router with --mixture: give the router file (--router FILE)");
   if (!f.domain.empty() && f.text.empty())
     throw Error("--domain " + f.domain +
                 ": only with --text (known-domain scoring of a file, "
@@ -273,8 +337,9 @@ void add_eval_command(CLI::App& app) {
   command->add_option("checkpoint", args->checkpoint, "checkpoint or run directory")->required();
   command->add_option("--set", args->overrides, "override a key: --set eval.max_tokens=0");
   command->add_option("-o,--output", args->output,
-                      "report path (default: eval.json, or the directory mixture/ with "
-                      "--mixture, in the run or checkpoint directory given)");
+                      "report path (default: eval.json, routed_topK.json with --router, or the "
+                      "directory mixture/ with --mixture, in the run or checkpoint directory "
+                      "given)");
   command->add_flag("--mixture", f.mixture,
                     "every training and novel domain with top-1, uniform, updating and cached "
                     "priors and cached top-k; posterior matrix and plots");
@@ -290,11 +355,21 @@ void add_eval_command(CLI::App& app) {
                       "domain's expert (JSON)");
   command->add_option("--domain", f.domain,
                       "with --text: the training domain to route to (no mixing)");
-  command->callback([args, top_k] {
+  auto* router = command
+                     ->add_option("--router", f.router,
+                                  "mix by the cluster router (this file, else eval.router) instead "
+                                  "of the posterior, running --top-k experts; with --mixture: add "
+                                  "its columns")
+                     ->expected(0, 1);
+  command->callback([args, top_k, router] {
     auto& f = args->flags;
     f.top_k_given = top_k->count() > 0;
+    f.routed = router->count() > 0;
     check_flags(f);
     auto m = load_eval_model(args->checkpoint, args->overrides);
+    if (!f.router.empty()) m.config.eval.router = f.router;
+    if (f.routed && m.config.eval.router.empty())
+      throw Error("--router: no router file (give --router FILE, or set eval.router)");
     const auto dir = report_dir(args->checkpoint, m);
     if (!f.token_logprobs.empty()) {
       write_token_logprobs(m, f.text, f.domain, f.token_logprobs);
@@ -302,6 +377,14 @@ void add_eval_command(CLI::App& app) {
     }
     if (f.mixture) {
       mixture_report(m, args->output.empty() ? dir + "/mixture" : args->output);
+      return;
+    }
+    if (f.routed) {
+      require_experts(m);
+      route_texts(m, f.text.empty() ? test_splits(m) : std::vector{text_to_score(m, f.text)},
+                  f.top_k,
+                  args->output.empty() ? dir + "/routed_top" + std::to_string(f.top_k) + ".json"
+                                       : args->output);
       return;
     }
     const bool known_domain = m.config.n_experts() == 0 || !f.domain.empty();

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   CLI::App app{"demix: DEMix-layer language models (one FF expert per domain)"};
   app.require_subcommand(1);
   demix::cli::add_data_commands(app);
+  demix::cli::add_cluster_commands(app);
   demix::cli::add_train_command(app);
   demix::cli::add_eval_command(app);
   demix::cli::add_prior_command(app);

@@ -44,5 +44,6 @@ void add_adapt_command(CLI::App& app);     // adapt
 void add_bench_command(CLI::App& app);     // bench
 void add_export_command(CLI::App& app);    // export hf
 void add_generate_command(CLI::App& app);  // generate
+void add_cluster_commands(CLI::App& app);  // cluster, router
 
 }  // namespace demix::cli

@@ -495,6 +495,34 @@ TEST_F(BadInputTest, AdaptToADomainAlreadyTrained) {
 }
 
 // Command line.
+// Clusters and the cluster router.
+TEST_F(BadInputTest, ClusterIntoAnExistingDirectory) {
+  expect_refused({"cluster", "--config", "configs/tiny.yaml", "--output", kA}, kA + ": exists");
+}
+TEST_F(BadInputTest, ClusterSampleSmallerThanK) {
+  expect_refused({"cluster", "--config", "configs/tiny.yaml", "--set", "cluster.sample_documents=3",
+                  "--output", out()},
+                 "cluster.sample_documents=3: expected >= cluster.k=8");
+}
+TEST_F(BadInputTest, RouterWithoutAFile) {
+  expect_refused({"eval", a_checkpoint(), "--router"}, "--router: no router file");
+}
+TEST_F(BadInputTest, RouterThatIsNotARouterFile) {
+  const auto path = prior_file("prior.json", R"("prior": [0.5, 0.5])");
+  expect_refused({"eval", a_checkpoint(), "--router", path, "--top-k", "1"}, "prior.json");
+}
+TEST_F(BadInputTest, RouterOverOtherExperts) {
+  // a router over the tiny config's 8 domains, for a model of 2
+  const auto router = (kSandbox / "router8.safetensors").string();
+  ASSERT_EQ(
+      run_demix({"router", "--config", "configs/tiny.yaml", "--set", "cluster.sample_documents=200",
+                 "--set", "cluster.svd_dims=8", "--output", router})
+          .exit_code,
+      0);
+  expect_refused({"generate", a_checkpoint(), "--prompt", "In the", "--router", router},
+                 "router8.safetensors: a router over experts [scripture,humour,dictionary");
+}
+
 TEST_F(BadInputTest, UnknownSubcommand) { expect_refused({"frobnicate"}, "frobnicate"); }
 TEST_F(BadInputTest, MissingOptionValue) { expect_refused({"train", "--config"}, "--config"); }
 TEST_F(BadInputTest, UnknownOption) {
