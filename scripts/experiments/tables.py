@@ -1,6 +1,7 @@
 """Tables and plots of the experiment drivers, from the JSON reports that `demix eval` writes.
 
 usage: tables.py in_domain|novel_domains RESULTS_DIR LABEL=NAME ...
+       tables.py clusters RESULTS_DIR BALANCE K ...
        tables.py dapt|removal RESULTS_DIR DOMAIN ...
        tables.py mode RESULTS_DIR NAME ...
        tables.py budget_sweep RESULTS_DIR NAME ...
@@ -344,8 +345,96 @@ def budget_sweep(results, names):
     write_outputs(results, text, data, fig)
 
 
+def routed_report(path):
+    """{domain: test perplexity} of a `demix eval --router` report."""
+    return {s["domain"]: s["perplexity"] for s in json.load(open(path))["scores"]}
+
+
+def clusters(results, balance, ks):
+    """c-BTM in small: labelled vs clustered DEMix vs DENSE, the k sweep, and the cost table."""
+    labelled, roles = mixture_report(os.path.join(results, "labelled_mixture"))
+    dense = eval_report(os.path.join(results, "dense.eval.json"))
+    domains = list(roles)  # the 8 training domains, then the 4 novel ones
+    columns_1 = {"DENSE": dense}
+    columns_1.update({f"DEMix {v}": col for v, col in labelled.items()})
+    for b in dict.fromkeys([balance, "documents"]):
+        clustered, _ = mixture_report(os.path.join(results, f"clusters8_{b}_mixture"))
+        columns_1.update({f"k8/{b} {v}": col for v, col in clustered.items() if v != "top1"})
+    rows = [[d, roles[d]] + [col.get(d) for col in columns_1.values()] for d in domains]
+    for role in ("train", "novel"):
+        chosen = [d for d in domains if roles[d] == role]
+        rows.append([f"*geometric mean, {role}*", ""] + [
+            geomean(col[d] for d in chosen) if all(d in col for d in chosen) else None
+            for col in columns_1.values()])
+    text = markdown("1. test perplexity: DENSE, DEMix on labelled domains, DEMix on 8 clusters",
+                    ["domain", "role"] + list(columns_1), rows)
+
+    sweep, manifests = {}, {}
+    for k in ks:
+        manifests[k] = json.load(open(os.path.join(results, f"clusters{k}_{balance}.manifest.json")))
+        for top in (1, 2):
+            report = os.path.join(results, f"clusters{k}_{balance}_top{top}.json")
+            scores = {s["domain"]: s["perplexity"] for s in json.load(open(report))["scores"]}
+            for role in ("train", "novel"):
+                chosen = [d for d in domains if roles[d] == role]
+                sweep.setdefault(k, {})[f"{role} top{top}"] = geomean(scores[d] for d in chosen)
+    header = ["k", "purity", "NMI", "train top1", "train top2", "novel top1", "novel top2"]
+    rows = [[k, f"{manifests[k]['purity']:.3f}", f"{manifests[k]['normalized_mutual_information']:.3f}"]
+            + [sweep[k][c] for c in header[3:]] for k in ks]
+    text += "\n" + markdown(f"2. router-mixed test perplexity (geometric mean over domains) vs k, "
+                            f"clusters balanced in {balance}", header, rows)
+
+    report = json.load(open(os.path.join(results, "labelled_mixture", "mixture.json")))
+    tokens = sum(r["tokens"] for r in report["domains"])
+    cost_rows, cost = [], {}
+    for variant in ("uniform", "updating", "cached_top2", "router_top1", "router_top2"):
+        seconds = sum(r["seconds"][variant] for r in report["domains"])
+        router = sum(r["router"].get(variant, {}).get("router_seconds", 0)
+                     for r in report["domains"])
+        cost[variant] = tokens / seconds
+        cost_rows.append([variant, str(round(tokens / seconds)), None,
+                          f"{100 * router / seconds:.2f}%" if variant.startswith("router") else "-"])
+    for row in cost_rows:
+        row[2] = f"{cost[row[0]] / cost['uniform']:.2f}x"
+    text += "\n" + markdown(
+        f"3. evaluation cost, DEMix with E = {len(report['experts'])} ({tokens} test tokens over "
+        "all domains)", ["method", "tokens/s", "vs posterior (all E)", "router's share"], cost_rows)
+    novel = [d for d in domains if roles[d] == "novel"]
+    gaps = {v: geomean(labelled[v][d] for d in novel) / geomean(labelled["uniform"][d] for d in novel) - 1
+            for v in ("updating", "cached", "cached_top2", "router_top1", "router_top2")}
+    text += ("\nnovel domains, labelled DEMix, geometric-mean perplexity against all-expert "
+             "uniform-prior mixing: " + ", ".join(f"{v} {100 * g:+.2f}%" for v, g in gaps.items())
+             + "\n")
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    manifest = json.load(open(os.path.join(results, f"clusters8_{balance}.manifest.json")))
+    bottom = [0] * len(manifest["clusters"])
+    for label in manifest["labels"]:
+        counts = [c["labels"].get(label, 0) for c in manifest["clusters"]]
+        axes[0].bar([c["name"] for c in manifest["clusters"]], counts, bottom=bottom, label=label)
+        bottom = [b + c for b, c in zip(bottom, counts)]
+    for i, c in enumerate(manifest["clusters"]):  # each cluster's size in tokens, above its bar
+        axes[0].annotate(f"{c['train_tokens'] / 1e3:.0f}k tok", (i, bottom[i]), ha="center",
+                         va="bottom", fontsize=6)
+    axes[0].set_title(f"k=8 clusters ({balance}-balanced) by source domain: purity "
+                      f"{manifest['purity']:.2f}, NMI {manifest['normalized_mutual_information']:.2f}",
+                      fontsize=9)
+    axes[0].set_ylabel("training documents, by source domain")
+    axes[0].tick_params(axis="x", rotation=45)
+    axes[0].legend(fontsize=6)
+    for column in header[3:]:
+        axes[1].plot(ks, [sweep[k][column] for k in ks], marker="o", label=column)
+    axes[1].set_xscale("log", base=2)
+    axes[1].set_xlabel("clusters k (same total budget)")
+    axes[1].set_ylabel("test perplexity (geometric mean)")
+    axes[1].legend(fontsize=7)
+    write_outputs(results, text, {"table1": columns_1, "sweep": sweep, "cost": cost}, fig)
+
+
 def main():
     experiment, results, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if experiment == "clusters":
+        return clusters(results, specs[0], [int(k) for k in specs[1:]])
     if experiment in ("dapt", "removal", "mode", "budget_sweep"):
         return {"dapt": dapt, "removal": removal, "mode": mode,
                 "budget_sweep": budget_sweep}[experiment](results, specs)

@@ -360,7 +360,7 @@ TEST_F(BadInputTest, TextIsADirectory) {
 }
 TEST_F(BadInputTest, GenerateWithoutDomainPriorOrMix) {
   expect_refused({"generate", a_checkpoint(), "--prompt", "In the"},
-                 "one of --domain X, --prior prior.json or --mix uniform");
+                 "one of --domain X, --prior prior.json, --mix uniform or --router");
 }
 TEST_F(BadInputTest, DomainWithoutText) {
   expect_refused({"eval", a_checkpoint(), "--domain", "humour"},
