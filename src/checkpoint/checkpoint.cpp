@@ -13,6 +13,7 @@
 #include "demix/core/file.h"
 #include "demix/core/json.h"
 #include "demix/core/manifest.h"
+#include "demix/core/strings.h"
 #include "demix/ops/execution_policy.h"
 #include "demix/optim/optimizer.h"
 
@@ -141,11 +142,6 @@ void read_owned(const fs::path& checkpoint, bool optimizer,
   }
 }
 
-std::string comma_list(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ",") + item;
-  return out;
-}
 std::string join(const std::vector<std::string>& items) { return "[" + comma_list(items) + "]"; }
 
 // The model's experts are the checkpoint's, by name, and as many.

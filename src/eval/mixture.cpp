@@ -9,6 +9,7 @@
 #include "demix/core/device.h"
 #include "demix/core/error.h"
 #include "demix/core/json.h"
+#include "demix/core/strings.h"
 
 namespace demix::eval {
 
@@ -282,12 +283,10 @@ Prior read_prior(const std::string& path, const std::vector<std::string>& expert
     throw Error(path + ": " + std::to_string(values.size()) + " prior values for " +
                 std::to_string(names.size()) + " expert names");
   if (names != experts) {
-    std::string expected;
-    for (const auto& e : experts) expected += (expected.empty() ? "" : ",") + e;
     throw Error(path + ": prior over experts [" +
                 (names.empty() ? std::string() : names.front() + ",...") + "] (" +
                 std::to_string(names.size()) + ") does not match the checkpoint's experts [" +
-                expected + "] in order");
+                comma_list(experts) + "] in order");
   }
   // A sum far from 1 means another kind of file or a mistyped value (percentages, counts):
   // refused rather than renormalised; rounding in a hand-written prior is renormalised.

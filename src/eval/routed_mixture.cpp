@@ -7,6 +7,7 @@
 
 #include "demix/core/device.h"
 #include "demix/core/error.h"
+#include "demix/core/strings.h"
 
 namespace demix::eval {
 
@@ -95,11 +96,8 @@ cluster::ClusterRouter load_router(const std::string& path, const std::vector<st
                 " tokens, expected the model's " + std::to_string(vocab_size) +
                 " (a router of another tokenizer?)");
   if (router.experts() != experts) {
-    std::string mine, theirs;
-    for (const auto& e : experts) mine += (mine.empty() ? "" : ",") + e;
-    for (const auto& e : router.experts()) theirs += (theirs.empty() ? "" : ",") + e;
-    throw Error(path + ": a router over experts [" + theirs + "], expected the model's [" + mine +
-                "] in order");
+    throw Error(path + ": a router over experts [" + comma_list(router.experts()) +
+                "], expected the model's [" + comma_list(experts) + "] in order");
   }
   return router;
 }

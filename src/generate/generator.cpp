@@ -18,6 +18,14 @@ void check_prompt(const model::GptImpl& model, const std::vector<int64_t>& promp
                 " tokens, more than the model's context of " + std::to_string(context));
 }
 
+// Each row's next-token log-probabilities after `tokens` (rows, n) go through the cache: (rows, V)
+// float64 on the CPU, for the sampler.
+at::Tensor next_logprobs(model::GptImpl& model, const at::Tensor& tokens,
+                         const model::Routing& routing, model::KvCache& cache) {
+  const auto logits = model.forward(tokens, routing, cache);
+  return at::log_softmax(logits.select(1, logits.size(1) - 1).to(torch::kDouble), -1).cpu();
+}
+
 }  // namespace
 
 Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
@@ -70,10 +78,8 @@ Generation generate(model::GptImpl& model, const std::vector<int64_t>& prompt,
     out.tokens.push_back(token);
     if (token == eos) break;
     if (mixing) scored = torch::cat({scored, next.select(1, token).unsqueeze(0)});
-    const auto input = torch::full({rows, 1}, token, torch::kLong).to(device);
-    next = at::log_softmax(model.forward(input, routing, cache).to(torch::kDouble), -1)
-               .select(1, 0)
-               .cpu();
+    next = next_logprobs(model, torch::full({rows, 1}, token, torch::kLong).to(device), routing,
+                         cache);
   }
   return out;
 }
@@ -116,9 +122,7 @@ Generation generate_routed(model::GptImpl& model, const std::vector<int64_t>& pr
         const auto rows = int64_t(experts.size());
         const auto tokens =
             torch::tensor(text, torch::kLong).to(device).unsqueeze(0).expand({rows, -1});
-        next = at::log_softmax(model.forward(tokens, *routing, *cache).to(torch::kDouble), -1)
-                   .select(1, int64_t(text.size()) - 1)
-                   .cpu();
+        next = next_logprobs(model, tokens, *routing, *cache);
       }
     }
     out.posterior.push_back(weights);
@@ -127,10 +131,9 @@ Generation generate_routed(model::GptImpl& model, const std::vector<int64_t>& pr
     text.push_back(token);
     context.add(token);
     if (token == eos) break;
-    const auto input = torch::full({int64_t(experts.size()), 1}, token, torch::kLong).to(device);
-    next = at::log_softmax(model.forward(input, *routing, *cache).to(torch::kDouble), -1)
-               .select(1, 0)
-               .cpu();
+    next = next_logprobs(model,
+                         torch::full({int64_t(experts.size()), 1}, token, torch::kLong).to(device),
+                         *routing, *cache);
   }
   return out;
 }
